@@ -1,0 +1,75 @@
+"""Command line: ``hotpath serve | ingest | gateway | sim`` (also ``python -m hotpath``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hotpath import __version__
+from hotpath import config as config_mod
+
+MISSING_REDIS = """\
+hotpath: {binary} not found, and no --redis-url was given.
+  Install Redis:  sudo apt-get install redis-server   (Debian/Ubuntu)
+                  brew install redis                  (macOS)
+  or point hotpath at a running Redis:  hotpath serve --redis-url redis://HOST:6379/0
+"""
+
+COMMANDS = {
+    "serve": "run everything: Redis (embedded unless --redis-url), ingest, gateway workers",
+    "ingest": "run only the ingest process (Bybit -> Redis)",
+    "gateway": "run only one gateway worker (Redis -> clients); start several for more cores",
+    "sim": "run the Bybit V5 simulator (hotpath sim --help for its options)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotpath", description="Real-time crypto market-data gateway (Bybit V5 -> Redis "
+        "-> WebSocket clients).")
+    parser.add_argument("--version", action="version", version=f"hotpath {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        if name == "sim":
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "gateway":
+            cmd.add_argument("--index", type=int, default=0, help="worker number, for logs")
+        config_mod.add_arguments(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "sim":
+        from hotpath.sim.cli import main as sim_main
+        return sim_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        config = config_mod.load(args)
+    except config_mod.ConfigError as exc:
+        print(f"hotpath: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from hotpath import logs
+        from hotpath.supervisor import serve
+        logs.setup("supervisor", config.log.level, config.log.format)
+        return serve(config, lambda binary: print(MISSING_REDIS.format(binary=binary),
+                                                  file=sys.stderr))
+    if not config.redis.url:
+        print("hotpath: --redis-url is required when running a single role", file=sys.stderr)
+        return 2
+    if args.command == "ingest":
+        from hotpath.ingest.service import main as ingest_main
+        return ingest_main(config)
+    from hotpath.gateway.worker import main as gateway_main
+    return gateway_main(config, args.index)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

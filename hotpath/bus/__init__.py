@@ -1,0 +1,1 @@
+"""Redis pub/sub between the ingest and the gateways."""

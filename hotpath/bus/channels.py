@@ -1,0 +1,53 @@
+"""Redis channel names and the payload header. Channel names are built only here,
+and only from validated stream names, so nothing a client sends reaches Redis unchecked.
+
+A stream message on Redis is ``kind (1 byte) + seq (8 bytes, big endian) + client JSON``:
+  U  update: forward to every client already live on the stream
+  S  snapshot that restarts the stream (first state, resync): forward to all
+  R  snapshot in reply to a request: forward only to clients waiting for one
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from hotpath.protocol.streams import Stream
+
+UPDATE = ord("U")
+SNAPSHOT = ord("S")
+REPLY = ord("R")
+HEADER_SIZE = 9
+
+
+class Channels(NamedTuple):
+    """Every channel and key name of one hotpath namespace."""
+
+    namespace: str
+
+    def stream(self, stream: Stream) -> bytes:
+        return f"{self.namespace}:s:{stream.name}".encode()
+
+    @property
+    def stream_prefix(self) -> bytes:
+        return f"{self.namespace}:s:".encode()
+
+    @property
+    def control(self) -> bytes:
+        """Gateways -> ingest requests (snapshots, status)."""
+        return f"{self.namespace}:ctl".encode()
+
+    @property
+    def status(self) -> bytes:
+        """Ingest -> gateways: liveness, upstream state, instrument list (every second)."""
+        return f"{self.namespace}:status".encode()
+
+
+def pack(kind: int, seq: int, body: bytes) -> bytes:
+    return bytes((kind,)) + seq.to_bytes(8, "big") + body
+
+
+def unpack_header(payload: bytes) -> tuple[int, int]:
+    """(kind, seq) of a stream message; raises ValueError when it is not one."""
+    if len(payload) <= HEADER_SIZE or payload[0] not in (UPDATE, SNAPSHOT, REPLY):
+        raise ValueError("not a hotpath stream message")
+    return payload[0], int.from_bytes(payload[1:HEADER_SIZE], "big")

@@ -1,0 +1,123 @@
+"""Pipelined PUBLISH: every message published in one event-loop iteration goes to
+Redis in a single write. Reconnects by itself; the owner is told when messages were
+lost so that it can restart its streams with fresh snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, Callable
+
+import hiredis
+
+from hotpath.bus.resp import Address, RedisUnavailable, RespProtocol, connect, publish_command
+
+log = logging.getLogger("hotpath.bus.publisher")
+
+# Unsent bytes beyond which Redis is considered stuck: drop the connection and resync.
+MAX_BUFFERED = 64 * 1024 * 1024
+
+
+class Publisher:
+    """Fire-and-forget publisher with one pipelined connection."""
+
+    def __init__(self, url: str, name: str,
+                 on_connected: Callable[[], None] | None = None) -> None:
+        self.address = Address(url)
+        self.name = name
+        self.on_connected = on_connected
+        self.protocol: RespProtocol | None = None
+        self.pending: list[bytes] = []
+        self.flush_scheduled = False
+        self.published = 0
+        self.dropped = 0
+        self.errors = 0
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return self.protocol is not None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"publisher-{self.name}")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def publish(self, channel: bytes, payload: bytes) -> bool:
+        """Queue one PUBLISH; False (and counted) when Redis is not connected."""
+        if self.protocol is None:
+            self.dropped += 1
+            return False
+        self.pending.append(publish_command(channel, payload))
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        protocol = self.protocol
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        if protocol is None or protocol.transport is None:
+            self.dropped += len(batch)
+            return
+        protocol.transport.write(b"".join(batch))
+        self.published += len(batch)
+        if protocol.transport.get_write_buffer_size() > MAX_BUFFERED:
+            log.error("%s: Redis is not reading (%d bytes unsent); reconnecting",
+                      self.name, protocol.transport.get_write_buffer_size())
+            protocol.transport.abort()
+
+    def _on_reply(self, reply: Any) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            self.errors += 1
+            if self.errors <= 10 or self.errors % 1000 == 0:
+                log.error("%s: Redis error reply: %s (%d so far)", self.name, reply, self.errors)
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while not self._stopping:
+            protocol = RespProtocol(on_reply=self._on_reply)
+            try:
+                await connect(self.address, protocol)
+            except RedisUnavailable as exc:
+                log.warning("%s: %s; retrying in %.1fs", self.name, exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self.protocol = protocol
+            self._ready.set()
+            log.info("%s: connected to Redis at %s", self.name, self.address)
+            if self.on_connected is not None:
+                self.on_connected()
+            await protocol.closed
+            self.protocol = None
+            self._ready.clear()
+            if not self._stopping:
+                self.reconnects += 1
+                log.warning("%s: lost Redis connection; reconnecting", self.name)
+
+    async def close(self) -> None:
+        self._stopping = True
+        self.flush()
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,259 @@
+"""One frozen Config, built once in the parent from CLI flags, HOTPATH_* and defaults.
+
+Every option is declared once in OPTIONS: its flag, its environment variable, its
+place in the Config tree and its help text. Precedence: CLI flag > HOTPATH_* > default.
+An unknown HOTPATH_* variable is an error at start-up, so typos cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+import msgspec
+
+BYBIT_MAINNET_WS = "wss://stream.bybit.com/v5/public/linear"
+BYBIT_MAINNET_REST = "https://api.bybit.com"
+BYBIT_TESTNET_WS = "wss://stream-testnet.bybit.com/v5/public/linear"
+BYBIT_TESTNET_REST = "https://api-testnet.bybit.com"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = ""  # empty: the supervisor starts an embedded redis-server
+    namespace: str = "hotpath"
+    server_binary: str = "redis-server"
+
+
+class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: Literal["bybit", "sim"] = "bybit"
+    testnet: bool = False
+    ws_url: str = ""  # empty: derived from mode/testnet
+    rest_url: str = ""
+    symbols: tuple[str, ...] = ()  # empty: every trading USDT perpetual
+    topics_per_connection: int = 200
+    ping_interval: float = 20.0
+    stale_after: float = 30.0
+    reconnect_max_delay: float = 60.0
+    sim_symbols: int = 300
+    sim_seed: int = 1
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 0  # 0: one per CPU
+    max_clients: int = 10_000
+    max_subscriptions: int = 100
+    read_buffer_size: int = 4096
+    max_frame_size: int = 65_536
+    snapshot_timeout: float = 3.0
+    shutdown_grace: float = 0.0
+    shutdown_window: float = 10.0
+
+
+class SchemaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    compat: Literal["", "mudrex"] = ""
+    stream_prefix: str = "hotpath.futures"
+    source: str = "hotpath"
+
+
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    redis: RedisConfig = RedisConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    schema: SchemaConfig = SchemaConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def ws_url(self) -> str:
+        if self.upstream.ws_url:
+            return self.upstream.ws_url
+        return BYBIT_TESTNET_WS if self.upstream.testnet else BYBIT_MAINNET_WS
+
+    @property
+    def rest_url(self) -> str:
+        if self.upstream.rest_url:
+            return self.upstream.rest_url.rstrip("/")
+        return BYBIT_TESTNET_REST if self.upstream.testnet else BYBIT_MAINNET_REST
+
+    @property
+    def stream_prefix(self) -> str:
+        return "mudrex.futures" if self.schema.compat == "mudrex" else self.schema.stream_prefix
+
+    @property
+    def source(self) -> str:
+        return "mudrex" if self.schema.compat == "mudrex" else self.schema.source
+
+    def worker_count(self) -> int:
+        return self.gateway.workers or (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: where it lives in Config, and how a user names it."""
+
+    path: str  # "section.field"
+    help: str
+    flag_only: bool = False  # a CLI flag with no HOTPATH_* variable
+
+    @property
+    def flag(self) -> str:
+        section, field = self.path.split(".")
+        name = f"{section}_{field}" if section in ("redis", "log") else field
+        name = _FLAG_RENAMES.get(self.path, name)
+        return "--" + name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "HOTPATH_" + self.flag[2:].replace("-", "_").upper()
+
+    @property
+    def dest(self) -> str:
+        return self.path.replace(".", "__")
+
+
+_FLAG_RENAMES = {
+    "upstream.mode": "upstream",
+    "upstream.testnet": "testnet",
+    "upstream.ws_url": "bybit_ws_url",
+    "upstream.rest_url": "bybit_rest_url",
+    "redis.server_binary": "redis_server",
+}
+
+OPTIONS: tuple[Option, ...] = (
+    Option("redis.url", "Redis URL (redis://, rediss://, unix://). Empty: start an embedded redis-server"),
+    Option("redis.namespace", "prefix of every Redis channel and key hotpath uses"),
+    Option("redis.server_binary", "redis-server binary for the embedded Redis"),
+    Option("upstream.mode", "bybit: the real exchange; sim: start the built-in Bybit simulator"),
+    Option("upstream.testnet", "use Bybit testnet endpoints instead of mainnet"),
+    Option("upstream.ws_url", "Bybit public WebSocket URL (overrides --testnet)"),
+    Option("upstream.rest_url", "Bybit REST base URL (overrides --testnet)"),
+    Option("upstream.symbols", "comma-separated symbols to serve (empty: every trading USDT perpetual)"),
+    Option("upstream.topics_per_connection", "upstream topics per Bybit WebSocket connection"),
+    Option("upstream.ping_interval", "seconds between pings on each upstream connection"),
+    Option("upstream.stale_after", "seconds without any upstream message before a connection is replaced"),
+    Option("upstream.reconnect_max_delay", "cap of the upstream reconnect backoff, seconds"),
+    Option("upstream.sim_symbols", "with --upstream sim: number of simulated USDT perpetuals"),
+    Option("upstream.sim_seed", "with --upstream sim: random seed of the simulated market"),
+    Option("gateway.host", "address the gateway listens on"),
+    Option("gateway.port", "port of the WebSocket and HTTP endpoints (shared by all workers)"),
+    Option("gateway.workers", "gateway worker processes (0: one per CPU)"),
+    Option("gateway.max_clients", "WebSocket clients per node; beyond it the upgrade gets HTTP 503"),
+    Option("gateway.max_subscriptions", "streams one client may subscribe to"),
+    Option("gateway.read_buffer_size", "initial read buffer per client connection, bytes"),
+    Option("gateway.max_frame_size", "largest inbound client frame, bytes (larger: close 1009)"),
+    Option("gateway.snapshot_timeout", "seconds to wait for a stream snapshot before asking again"),
+    Option("gateway.shutdown_grace", "seconds a stopping node keeps serving while /health says 503"),
+    Option("gateway.shutdown_window", "seconds over which a stopping node spreads its client closes"),
+    Option("schema.compat", "client schema compatibility: '' or 'mudrex' (stream prefix and source)"),
+    Option("schema.stream_prefix", "prefix of the 'stream' field in client messages"),
+    Option("schema.source", "'source' field of client messages"),
+    Option("log.level", "log level: debug, info, warning, error"),
+    Option("log.format", "log format: text or json"),
+)
+
+_BY_ENV = {o.env: o for o in OPTIONS}
+
+
+def _default(path: str) -> Any:
+    section, field = path.split(".")
+    return getattr(getattr(Config(), section), field)
+
+
+def _show_default(path: str) -> str:
+    value = _default(path)
+    if isinstance(value, tuple):
+        return ",".join(value) or "(all)"
+    if value == "":
+        return "(empty)"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every option as a flag; unset flags stay None so env and defaults apply."""
+    group = parser.add_argument_group("configuration (flag > HOTPATH_* variable > default)")
+    for opt in OPTIONS:
+        default = _default(opt.path)
+        help_text = f"{opt.help} [env {opt.env}; default {_show_default(opt.path)}]"
+        if isinstance(default, bool):
+            group.add_argument(opt.flag, dest=opt.dest, action="store_const", const="true",
+                               default=None, help=help_text)
+        else:
+            group.add_argument(opt.flag, dest=opt.dest, default=None, help=help_text,
+                               metavar=opt.flag[2:].upper().replace("-", "_"))
+
+
+def _coerce(path: str, raw: str) -> Any:
+    if isinstance(_default(path), tuple):
+        return [s.strip().upper() for s in raw.split(",") if s.strip()]
+    return raw
+
+
+def load(args: argparse.Namespace | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
+    """Build the Config: CLI flag > HOTPATH_* > default. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    unknown = sorted(k for k in environ if k.startswith("HOTPATH_") and k not in _BY_ENV)
+    if unknown:
+        known = ", ".join(sorted(_BY_ENV))
+        raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)}; known: {known}")
+    tree: dict[str, dict[str, Any]] = {}
+    for opt in OPTIONS:
+        raw = getattr(args, opt.dest, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(opt.env)
+        if raw is None:
+            continue
+        section, field = opt.path.split(".")
+        tree.setdefault(section, {})[field] = _coerce(opt.path, raw)
+    try:
+        config = msgspec.convert(tree, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc))) from None
+    _validate(config)
+    return config
+
+
+def _explain(message: str) -> str:
+    # msgspec says "... - at `$.gateway.port`"; name the flag and variable instead.
+    for opt in OPTIONS:
+        if message.endswith(f"`$.{opt.path}`"):
+            return f"{opt.flag} / {opt.env}: {message.rsplit(' - at ', 1)[0]}"
+    return message
+
+
+def _validate(config: Config) -> None:
+    g = config.gateway
+    checks: Sequence[tuple[bool, str]] = (
+        (0 <= g.port <= 65535, "--port must be 0..65535"),
+        (g.workers >= 0, "--workers must be >= 0"),
+        (g.max_clients > 0, "--max-clients must be > 0"),
+        (g.max_subscriptions > 0, "--max-subscriptions must be > 0"),
+        (g.max_frame_size >= 128, "--max-frame-size must be >= 128"),
+        (config.upstream.topics_per_connection > 0, "--upstream-topics-per-connection must be > 0"),
+        (config.upstream.ping_interval > 0, "--upstream-ping-interval must be > 0"),
+        (bool(config.redis.namespace) and ":" not in config.redis.namespace,
+         "--redis-namespace must be non-empty and contain no ':'"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def to_json(config: Config) -> bytes:
+    return msgspec.json.encode(config)
+
+
+def from_json(data: bytes) -> Config:
+    return msgspec.json.decode(data, type=Config)

@@ -1,0 +1,1 @@
+"""The gateway: Redis in, thousands of WebSocket clients out."""

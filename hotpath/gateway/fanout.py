@@ -1,0 +1,68 @@
+"""The hot path: frame each message once, queue the same bytes for every subscriber,
+and write each client's frames of one Redis batch with a single write.
+
+Server-to-client frames are unmasked, so one framed ``bytes`` object is valid on every
+connection. A client whose unsent bytes pass the hard bound is closed with 1008 so it
+can never hold the worker's memory hostage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Protocol
+
+log = logging.getLogger("hotpath.gateway.fanout")
+
+SLOW_CONSUMER = 1008
+
+
+class Sink(Protocol):
+    """What fan-out needs of a client connection."""
+
+    out: list[bytes]
+
+    def write_frames(self, frames: list[bytes]) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+def frame(payload: bytes | memoryview) -> bytes:
+    """A final, unmasked text frame carrying ``payload``."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+class Fanout:
+    """Per-worker write coalescing across one batch of Redis messages."""
+
+    def __init__(self, hard_limit: int) -> None:
+        self.hard_limit = hard_limit
+        self.dirty: list[Sink] = []
+        self.frames_out = 0
+        self.bytes_out = 0
+        self.writes = 0
+        self.slow_closed = 0
+
+    def queue(self, targets: Iterable[Sink], data: bytes) -> None:
+        dirty = self.dirty
+        for client in targets:
+            out = client.out
+            if not out:
+                dirty.append(client)
+            out.append(data)
+
+    def flush(self) -> None:
+        """Write every queued frame: one write per client."""
+        dirty, self.dirty = self.dirty, []
+        for client in dirty:
+            frames, client.out = client.out, []
+            self.frames_out += len(frames)
+            self.writes += 1
+            buffered = client.write_frames(frames)
+            if buffered > self.hard_limit:
+                self.slow_closed += 1
+                client.close(SLOW_CONSUMER, "slow consumer")
