@@ -20,6 +20,7 @@ COMMANDS = {
     "ingest": "run only the ingest process (Bybit -> Redis)",
     "gateway": "run only one gateway worker (Redis -> clients); start several for more cores",
     "sim": "run the Bybit V5 simulator (hotpath sim --help for its options)",
+    "watch": "print live messages of some streams from a running hotpath",
 }
 
 
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hotpath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        if name == "sim":
+        if name in ("sim", "watch"):
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         cmd = sub.add_parser(name, help=help_text, description=help_text)
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "sim":
         from hotpath.sim.cli import main as sim_main
         return sim_main(argv[1:])
+    if argv and argv[0] == "watch":
+        from hotpath.watch import main as watch_main
+        return watch_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

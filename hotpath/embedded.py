@@ -56,8 +56,9 @@ class EmbeddedRedis:
                 "--dir", self.dir, "--loglevel", "warning",
                 # a subscriber that stops reading is cut off rather than eating memory
                 "--client-output-buffer-limit", "pubsub 256mb 64mb 60"]
+        # Redis logs its banner and warnings to stdout; hotpath logs the lifecycle itself.
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                        preexec_fn=die_with_parent)
+                                        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -119,5 +119,5 @@ class Publisher:
             self._task.cancel()
             try:
                 await self._task
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, RedisUnavailable):
                 pass

@@ -75,13 +75,12 @@ class RespProtocol(asyncio.Protocol):
         self.on_reply = on_reply
         self.on_lost = on_lost
         self.on_batch_end: Callable[[], None] | None = None
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's unix transport is no asyncio.Transport subclass
         self.waiters: list[asyncio.Future[Any]] = []
         self.closed = asyncio.get_running_loop().create_future()
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -115,7 +114,8 @@ class RespProtocol(asyncio.Protocol):
 
     async def request(self, data: bytes) -> Any:
         """Send one command and wait for its reply (set-up only; not for the hot path)."""
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing():
+            raise RedisUnavailable("not connected")
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         self.transport.write(data)

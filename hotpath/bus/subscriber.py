@@ -140,5 +140,5 @@ class Subscriber:
             self._task.cancel()
             try:
                 await self._task
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, RedisUnavailable):
                 pass

@@ -29,6 +29,7 @@ from hotpath.protocol.streams import Stream
 log = logging.getLogger("hotpath.ingest")
 
 STATUS_INTERVAL = 1.0
+ACTIVITY_LOG_EVERY = 10  # status intervals between "what I am doing" log lines
 CONNECT_STAGGER = 0.2  # seconds between opening upstream connections
 
 
@@ -201,12 +202,25 @@ class Ingest:
 
     async def _status_loop(self) -> None:
         was_ok = None
+        ticks = 0
+        last_upstream = last_published = 0
         while True:
             self._publish_status()
             ok = self.upstream_ok()
             if ok != was_ok:
                 log.info("upstream %s", "up" if ok else "down")
                 was_ok = ok
+            ticks += 1
+            if ticks % ACTIVITY_LOG_EVERY == 0:
+                upstream = sum(c.messages for c in self.connections)
+                period = ACTIVITY_LOG_EVERY * STATUS_INTERVAL
+                log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s; %d/%d upstream "
+                         "connections up; %d Redis messages dropped",
+                         period, (upstream - last_upstream) / period,
+                         (self.publisher.published - last_published) / period,
+                         sum(c.connected for c in self.connections), len(self.connections),
+                         self.publisher.dropped)
+                last_upstream, last_published = upstream, self.publisher.published
             await asyncio.sleep(STATUS_INTERVAL)
 
 

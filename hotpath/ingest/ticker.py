@@ -82,6 +82,7 @@ class TickerBook:
             _normalize(data, state)
             _side(state, "bid", data.bid1Price, data.bid1Size)
             _side(state, "ask", data.ask1Price, data.ask1Size)
+            state = {k: state[k] for k in CLIENT_FIELDS if k in state}  # contract order
             self.states[data.symbol] = state
             return state
         state = self.states.get(data.symbol)

@@ -27,6 +27,9 @@ def test_snapshot_normalises_every_client_field():
         "fundingRate": "0.00008055", "openInterest": "58117.022",
         "nextFundingTime": "1715760000000",
     }
+    assert list(state) == ["symbol", "price", "markPrice", "indexPrice", "high24h", "low24h",
+                           "volume24h", "change24hPercent", "bid", "ask", "fundingRate",
+                           "openInterest", "nextFundingTime"]
 
 
 def test_delta_yields_only_changed_fields_and_merges():
