@@ -52,6 +52,16 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_subscriptions: int = 100
     read_buffer_size: int = 4096
     max_frame_size: int = 65_536
+    max_ops_per_second: float = 10.0
+    max_messages_per_second: float = 100.0
+    idle_timeout: float = 300.0
+    send_buffer_soft: int = 256 * 1024
+    send_buffer_hard: int = 4 * 1024 * 1024
+    slow_consumer_timeout: float = 30.0
+    max_connections_per_ip: int = 0
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    stream_linger: float = 5.0
     snapshot_timeout: float = 3.0
     shutdown_grace: float = 0.0
     shutdown_window: float = 10.0
@@ -153,6 +163,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("gateway.max_subscriptions", "streams one client may subscribe to"),
     Option("gateway.read_buffer_size", "initial read buffer per client connection, bytes"),
     Option("gateway.max_frame_size", "largest inbound client frame, bytes (larger: close 1009)"),
+    Option("gateway.max_ops_per_second", "subscribe/unsubscribe ops per second per client (beyond: 429)"),
+    Option("gateway.max_messages_per_second", "inbound messages per second per client (beyond: 429)"),
+    Option("gateway.idle_timeout", "seconds without any client message or pong before close 1001"),
+    Option("gateway.send_buffer_soft", "unsent bytes per client beyond which ticker and order-book "
+           "updates are held back and replaced by a fresh snapshot once drained"),
+    Option("gateway.send_buffer_hard", "unsent bytes per client beyond which it is closed 1008"),
+    Option("gateway.slow_consumer_timeout", "seconds a client may stay above the soft bound "
+           "before it is closed 1008"),
+    Option("gateway.max_connections_per_ip", "WebSocket connections per client IP (0: no limit)"),
+    Option("gateway.trusted_proxies", "comma-separated proxy IPs whose X-Forwarded-For is believed"),
+    Option("gateway.allowed_origins", "comma-separated allowed Origin values (empty: any)"),
+    Option("gateway.stream_linger", "seconds a worker stays subscribed to an unwanted stream"),
     Option("gateway.snapshot_timeout", "seconds to wait for a stream snapshot before asking again"),
     Option("gateway.shutdown_grace", "seconds a stopping node keeps serving while /health says 503"),
     Option("gateway.shutdown_window", "seconds over which a stopping node spreads its client closes"),
@@ -196,7 +218,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _coerce(path: str, raw: str) -> Any:
     if isinstance(_default(path), tuple):
-        return [s.strip().upper() for s in raw.split(",") if s.strip()]
+        items = [s.strip() for s in raw.split(",") if s.strip()]
+        return [s.upper() for s in items] if path == "upstream.symbols" else items
     return raw
 
 
@@ -241,6 +264,11 @@ def _validate(config: Config) -> None:
         (g.max_clients > 0, "--max-clients must be > 0"),
         (g.max_subscriptions > 0, "--max-subscriptions must be > 0"),
         (g.max_frame_size >= 128, "--max-frame-size must be >= 128"),
+        (g.max_ops_per_second > 0 and g.max_messages_per_second > 0,
+         "--max-ops-per-second and --max-messages-per-second must be > 0"),
+        (0 < g.send_buffer_soft < g.send_buffer_hard,
+         "--send-buffer-soft must be > 0 and below --send-buffer-hard"),
+        (g.max_connections_per_ip >= 0, "--max-connections-per-ip must be >= 0"),
         (config.upstream.topics_per_connection > 0, "--upstream-topics-per-connection must be > 0"),
         (config.upstream.ping_interval > 0, "--upstream-ping-interval must be > 0"),
         (bool(config.redis.namespace) and ":" not in config.redis.namespace,

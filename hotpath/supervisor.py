@@ -26,6 +26,7 @@ import msgspec
 from hotpath import config as config_mod
 from hotpath.config import Config
 from hotpath.embedded import EmbeddedRedis, MissingBinary, Simulator, die_with_parent
+from hotpath.gateway.shared import NodeStats
 
 log = logging.getLogger("hotpath.supervisor")
 
@@ -35,7 +36,8 @@ STABLE_AFTER = 30.0  # a child that ran this long restarts with the initial back
 _spawn = multiprocessing.get_context("spawn")
 
 
-def _child_main(role: str, config_json: bytes, index: int) -> None:
+def _child_main(role: str, config_json: bytes, index: int, node: NodeStats | None,
+                node_id: str) -> None:
     """Entry point of a spawned child process."""
     die_with_parent()
     config = config_mod.from_json(config_json)
@@ -44,17 +46,20 @@ def _child_main(role: str, config_json: bytes, index: int) -> None:
         code = main(config)
     else:
         from hotpath.gateway.worker import main as gateway_main
-        code = gateway_main(config, index)
+        code = gateway_main(config, index, node, node_id)
     raise SystemExit(code)
 
 
 class Child:
     """One supervised Python child process (ingest or a gateway worker)."""
 
-    def __init__(self, name: str, role: str, index: int, config: Config) -> None:
+    def __init__(self, name: str, role: str, index: int, config: Config,
+                 node: NodeStats | None = None, node_id: str = "") -> None:
         self.name = name
         self.role = role
         self.index = index
+        self.node = node
+        self.node_id = node_id
         self.config_json = config_mod.to_json(config)
         self.process: Any = None
         self.started_at = 0.0
@@ -64,7 +69,8 @@ class Child:
 
     def start(self) -> None:
         self.process = _spawn.Process(target=_child_main, name=f"hotpath-{self.name}",
-                                      args=(self.role, self.config_json, self.index))
+                                      args=(self.role, self.config_json, self.index,
+                                            self.node, self.node_id))
         self.process.start()
         self.started_at = time.monotonic()
         self.restart_at = 0.0
@@ -131,9 +137,12 @@ class Supervisor:
         return config
 
     def _start_children(self, config: Config) -> None:
+        workers = config.worker_count()
+        node = NodeStats(workers)
+        node_id = f"{socket.gethostname()}:{config.gateway.port}"
         self.children.append(Child("ingest", "ingest", 0, config))
-        for i in range(config.worker_count()):
-            self.children.append(Child(f"gateway-{i}", "gateway", i, config))
+        for i in range(workers):
+            self.children.append(Child(f"gateway-{i}", "gateway", i, config, node, node_id))
         for child in self.children:
             child.start()
         g = config.gateway

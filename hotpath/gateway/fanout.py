@@ -9,7 +9,7 @@ can never hold the worker's memory hostage.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Protocol
+from typing import Collection, Protocol
 
 log = logging.getLogger("hotpath.gateway.fanout")
 
@@ -47,7 +47,9 @@ class Fanout:
         self.writes = 0
         self.slow_closed = 0
 
-    def queue(self, targets: Iterable[Sink], data: bytes) -> None:
+    def queue(self, targets: Collection[Sink], data: bytes) -> None:
+        self.frames_out += len(targets)
+        self.bytes_out += len(data) * len(targets)
         dirty = self.dirty
         for client in targets:
             out = client.out
@@ -60,7 +62,6 @@ class Fanout:
         dirty, self.dirty = self.dirty, []
         for client in dirty:
             frames, client.out = client.out, []
-            self.frames_out += len(frames)
             self.writes += 1
             buffered = client.write_frames(frames)
             if buffered > self.hard_limit:

@@ -4,54 +4,76 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import picows
 
 from hotpath.gateway.fanout import frame
+from hotpath.gateway.limits import TokenBucket
 
 if TYPE_CHECKING:
     from hotpath.gateway.worker import Worker
 
 log = logging.getLogger("hotpath.gateway.client")
 
-# A closing client whose unsent data (close frame included) is still queued after
-# this many seconds is aborted: a reader that stopped must not pin our memory.
+# A closing client that has not answered our close frame after this many seconds is
+# aborted: a reader that stopped must not pin our memory.
 CLOSE_TIMEOUT = 5.0
 
 
 class Client(picows.WSListener):  # type: ignore[misc]
     """A WebSocket client. Identity-hashable; lives in the worker's registry."""
 
-    def __init__(self, worker: Worker, peer: str) -> None:
+    def __init__(self, worker: Worker, forwarded_for: str, initial: list[str]) -> None:
         super().__init__()
+        now = time.monotonic()
         self.worker = worker
-        self.peer = peer
+        self.forwarded_for = forwarded_for
+        self.initial = initial  # streams named in the URL (?streams=...)
+        self.ip = ""
         self.out: list[bytes] = []
         self.transport: picows.WSTransport | None = None
-        self.raw = None
-        self.last_seen = time.monotonic()
+        self.raw: Any = None
+        self.last_seen = now
+        self.behind_since = 0.0
         self.closing = False
+        g = worker.config.gateway
+        self.messages = TokenBucket(g.max_messages_per_second, g.max_messages_per_second, now)
+        self.ops = TokenBucket(g.max_ops_per_second, g.max_ops_per_second, now)
+        self.violations = 0
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
         self.raw = transport.underlying_transport
+        g = self.worker.config.gateway
+        # Past the soft bound uvloop calls pause_writing: latest-value streams are held back.
+        self.raw.set_write_buffer_limits(high=g.send_buffer_soft, low=g.send_buffer_soft // 4)
         self.worker.client_connected(self)
 
     def on_ws_frame(self, transport: picows.WSTransport, ws_frame: picows.WSFrame) -> None:
         self.last_seen = time.monotonic()
         msg_type = ws_frame.msg_type
+        if self.closing:
+            if msg_type == picows.WSMsgType.CLOSE:  # the peer's answer to our close
+                transport.disconnect()
+            return
         if msg_type == picows.WSMsgType.TEXT and ws_frame.fin:
             self.worker.handle_text(self, ws_frame.get_payload_as_memoryview())
         elif msg_type == picows.WSMsgType.CLOSE:
             transport.send_close(ws_frame.get_close_code(), ws_frame.get_close_message())
             transport.disconnect()
-        elif msg_type in (picows.WSMsgType.BINARY, picows.WSMsgType.CONTINUATION) or (
-                msg_type == picows.WSMsgType.TEXT):
-            self.worker.handle_unsupported(self, msg_type)
+        elif msg_type in (picows.WSMsgType.BINARY, picows.WSMsgType.CONTINUATION,
+                          picows.WSMsgType.TEXT):  # TEXT here: a fragment (fin unset)
+            self.worker.handle_unsupported(self)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         self.worker.client_disconnected(self)
+
+    def pause_writing(self) -> None:
+        self.worker.client_behind(self)
+
+    def resume_writing(self) -> None:
+        self.worker.client_drained(self)
 
     def send(self, payload: bytes) -> None:
         """Send one message now (replies to ops; never called inside a fan-out batch)."""
@@ -69,12 +91,16 @@ class Client(picows.WSListener):  # type: ignore[misc]
         return raw.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame and hang up; abort if the peer does not drain in time."""
+        """Send a close frame; hang up when the peer answers it, or abort after a timeout.
+
+        Closing the socket at once would make the kernel answer with RST while the peer
+        still has data in flight to us, and the peer would lose our close frame.
+        """
         if self.closing or self.transport is None:
             return
         self.closing = True
+        self.out = []
         self.transport.send_close(picows.WSCloseCode(code), reason.encode())
-        self.transport.disconnect()
         self.worker.loop.call_later(CLOSE_TIMEOUT, self._abort)
 
     def _abort(self) -> None:

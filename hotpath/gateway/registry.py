@@ -1,16 +1,17 @@
 """Which clients want which streams, per worker. Pure: no I/O.
 
-A client on a stream is either *pending* (waiting for its snapshot) or *live*
-(has had its snapshot and receives updates). The ordering guarantee rests on this
-split: updates go only to live clients, a requested snapshot only to pending ones,
-and a stream-restarting snapshot to both.
+A client on a stream is *pending* (waiting for its snapshot), *live* (has had its
+snapshot and receives updates) or *paused* (a slow reader held back on a
+latest-value stream; it gets a fresh snapshot once it has drained). The ordering
+guarantee rests on this split: updates go only to live clients, a requested snapshot
+only to pending ones, and a stream-restarting snapshot to live and pending ones.
 """
 
 from __future__ import annotations
 
 from typing import Generic, Hashable, TypeVar
 
-from hotpath.protocol.streams import Stream
+from hotpath.protocol.streams import LATEST_VALUE_KINDS, Stream
 
 C = TypeVar("C", bound=Hashable)
 
@@ -18,14 +19,16 @@ C = TypeVar("C", bound=Hashable)
 class Slot(Generic[C]):
     """One stream's subscribers in this worker."""
 
-    __slots__ = ("stream", "channel", "live", "pending", "seq", "requested_at", "empty_since",
-                 "messages", "subscribed")
+    __slots__ = ("stream", "channel", "live", "pending", "paused", "seq", "requested_at",
+                 "empty_since", "messages", "subscribed", "latest_value")
 
     def __init__(self, stream: Stream, channel: bytes) -> None:
         self.stream = stream
         self.channel = channel
         self.live: set[C] = set()
         self.pending: set[C] = set()
+        self.paused: set[C] = set()
+        self.latest_value = stream.kind in LATEST_VALUE_KINDS
         self.seq = 0  # seq of the last message seen on the channel
         self.requested_at = 0.0  # when a snapshot was last asked for (0: not waiting)
         self.empty_since = 0.0
@@ -33,7 +36,7 @@ class Slot(Generic[C]):
         self.subscribed = False  # Redis confirmed the channel subscription
 
     def __len__(self) -> int:
-        return len(self.live) + len(self.pending)
+        return len(self.live) + len(self.pending) + len(self.paused)
 
     def promote(self) -> set[C]:
         """Pending clients become live; returns them."""
@@ -87,7 +90,8 @@ class Registry(Generic[C]):
             return None
         slot.live.discard(client)
         slot.pending.discard(client)
-        if not slot.live and not slot.pending:
+        slot.paused.discard(client)
+        if not slot:
             slot.empty_since = now
             return slot
         return None
@@ -101,10 +105,32 @@ class Registry(Generic[C]):
                 emptied.append(slot)
         return emptied
 
+    def pause(self, client: C) -> int:
+        """Hold ``client`` back on its latest-value streams; returns how many."""
+        held = 0
+        for name in self.clients.get(client, ()):
+            slot = self.by_name[name]
+            if slot.latest_value and client in slot.live:
+                slot.live.discard(client)
+                slot.paused.add(client)
+                held += 1
+        return held
+
+    def resume(self, client: C) -> list[Slot[C]]:
+        """Paused streams of ``client`` wait for a fresh snapshot; returns their slots."""
+        slots = []
+        for name in self.clients.get(client, ()):
+            slot = self.by_name[name]
+            if client in slot.paused:
+                slot.paused.discard(client)
+                slot.pending.add(client)
+                slots.append(slot)
+        return slots
+
     def drop_slot(self, slot: Slot[C]) -> None:
         self.slots.pop(slot.channel, None)
         self.by_name.pop(slot.stream.name, None)
 
     def idle_slots(self, now: float, linger: float) -> list[Slot[C]]:
         return [s for s in self.slots.values()
-                if not s.live and not s.pending and s.empty_since and now - s.empty_since >= linger]
+                if not s and s.empty_since and now - s.empty_since >= linger]

@@ -1,0 +1,76 @@
+"""Shared fixtures: a real redis-server per test session, the real Bybit simulator, and
+real ``hotpath serve`` process trees, all on loopback with free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.helpers import Node, Sim, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """One real redis-server for the whole session (TCP on loopback, no persistence)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run the README's test command")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="hotpath-test-redis-")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", workdir,
+                             "--loglevel", "warning"], stdout=subprocess.DEVNULL)
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    wait_for(ready, 10, "redis-server to answer PING")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Sim]:
+    """The Bybit simulator: a separate process speaking Bybit's protocol on loopback."""
+    with Sim.start(["--symbols", "20", "--seed", "7"]) as s:
+        yield s
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def node(redis_url: str, sim: Sim, namespace: str, tmp_path: Path) -> Iterator[Node]:
+    """A ``hotpath serve`` tree (ingest + 2 gateways) on the session Redis and simulator."""
+    with Node.start(redis_url=redis_url, sim=sim, namespace=namespace,
+                    log_path=tmp_path / "serve.log") as n:
+        yield n
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT

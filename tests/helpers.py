@@ -1,0 +1,221 @@
+"""Process and client helpers for integration tests: everything real, on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    """(status, decoded JSON body or text)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+def _read_ready_line(proc: subprocess.Popen[bytes], prefix: bytes, timeout: float) -> bytes:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(deadline - time.monotonic()):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"process exited ({proc.wait()}) before printing {prefix!r}")
+            if line.startswith(prefix):
+                return line.strip()
+    raise AssertionError(f"no {prefix!r} line within {timeout}s")
+
+
+class Sim:
+    """``hotpath sim`` as a subprocess."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    @contextmanager
+    def start(cls, args: list[str]) -> Iterator[Sim]:
+        proc = subprocess.Popen([sys.executable, "-m", "hotpath", "sim", "--port", "0", *args],
+                                stdout=subprocess.PIPE, cwd=ROOT)
+        try:
+            line = _read_ready_line(proc, b"SIM_READY port=", 30)
+            yield cls(proc, int(line.split(b"=")[1]))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v5/public/linear"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, path: str) -> Any:
+        status, body = http_get(f"{self.rest_url}/sim/{path}")
+        assert status == 200, (path, status, body)
+        return body
+
+
+class Node:
+    """A ``hotpath serve`` process tree."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log_path = log_path
+
+    @classmethod
+    @contextmanager
+    def start(cls, *, redis_url: str | None, sim: Sim | None, namespace: str, log_path: Path,
+              workers: int = 2, extra: list[str] | None = None,
+              env: dict[str, str] | None = None, wait_healthy: bool = True) -> Iterator[Node]:
+        port = free_port()
+        args = [sys.executable, "-m", "hotpath", "serve", "--port", str(port), "--host",
+                "127.0.0.1", "--workers", str(workers), "--redis-namespace", namespace,
+                "--shutdown-window", "1"]
+        if redis_url:
+            args += ["--redis-url", redis_url]
+        if sim is not None:
+            args += ["--bybit-ws-url", sim.ws_url, "--bybit-rest-url", sim.rest_url]
+        args += extra or []
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
+        full_env.update(env or {})
+        log = open(log_path, "wb")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=full_env)
+        node = cls(proc, port, log_path)
+        try:
+            if wait_healthy:
+                node.wait_healthy()
+            yield node
+        finally:
+            node.stop()
+            log.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
+        def healthy() -> Any:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hotpath serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, body = http_get(self.url + "/health", timeout=1)
+            except OSError:
+                return None
+            return body if status == 200 else None
+        return wait_for(healthy, timeout, "/health to answer 200", interval=0.1)
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for child in self.descendants():
+                    child.kill()
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class Client:
+    """A WebSocket client built on the ``websockets`` library (independent of picows)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str) -> Client:
+        return cls(await websockets.connect(url, max_size=2**24, open_timeout=10))
+
+    async def send(self, obj: Any) -> None:
+        await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
+
+    async def recv(self, timeout: float = 10) -> Any:
+        import asyncio
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def recv_until(self, predicate: Callable[[Any], bool], timeout: float = 10) -> Any:
+        """Skip messages until one satisfies ``predicate``."""
+        import asyncio
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for a matching message")
+            msg = await self.recv(remaining)
+            if predicate(msg):
+                return msg
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def merge_ticker(state: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    """Apply one client message to a ticker state the way a client would."""
+    if msg["type"] == "snapshot":
+        return dict(msg["data"])
+    merged = dict(state)
+    merged.update(msg["data"])
+    return merged

@@ -1,0 +1,98 @@
+"""``hotpath serve`` as a process tree: start-up, restart, clean stop, embedded Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.helpers import ROOT, Client, Node, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _roles(node: Node) -> dict[str, list[psutil.Process]]:
+    roles: dict[str, list[psutil.Process]] = {}
+    for proc in node.descendants():
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        role = ("redis" if "redis-server" in cmd else "sim" if " sim " in cmd + " "
+                else "python")
+        roles.setdefault(role, []).append(proc)
+    return roles
+
+
+async def test_sigterm_closes_clients_with_1001_and_leaves_no_process(node):
+    client = await Client.connect(node.ws_url)
+    await client.send({"op": "ping"})
+    await client.recv()
+    pids = [p.pid for p in node.descendants()]
+    assert len(pids) >= 3  # ingest + 2 gateway workers (+ multiprocessing helper)
+    node.proc.send_signal(signal.SIGTERM)
+    with pytest.raises(Exception):
+        while True:
+            await client.recv(timeout=15)
+    assert client.ws.close_code == 1001
+    assert client.ws.close_reason == "going away"
+    assert node.proc.wait(30) == 0
+    alive = [pid for pid in pids if psutil.pid_exists(pid)
+             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left behind: {alive}"
+
+
+async def test_crashed_gateway_worker_is_restarted_and_logged(node):
+    workers = [p for p in node.descendants() if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 3  # ingest + two gateways
+    victim = workers[-1]
+    victim.kill()
+    wait_for(lambda: "restarting gateway-1" in node.log() or "restarting gateway-0" in node.log()
+             or "restarting ingest" in node.log(), 15, "the restart to be logged")
+    assert f"pid {victim.pid}) exited with -9" in node.log()
+    wait_for(lambda: len([p for p in node.descendants()
+                          if "spawn_main" in " ".join(p.cmdline())]) == 3,
+             15, "three children again")
+    node.wait_healthy()
+
+
+def test_embedded_redis_starts_and_stops_with_the_supervisor(sim, namespace, tmp_path):
+    with Node.start(redis_url=None, sim=sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log") as node:
+        redis = [p for p in node.descendants() if p.name() == "redis-server"]
+        assert len(redis) == 1
+        listening = [c for c in redis[0].net_connections(kind="all")
+                     if c.status in (psutil.CONN_LISTEN, psutil.CONN_NONE) and c.laddr]
+        assert [c for c in listening if c.family != socket.AF_UNIX] == []  # no TCP at all
+        sock = next(c.laddr for c in listening if c.family == socket.AF_UNIX)
+        assert os.stat(sock).st_mode & 0o077 == 0
+        assert os.stat(os.path.dirname(sock)).st_mode & 0o077 == 0
+        redis_pid = redis[0].pid
+        assert node.stop() == 0
+    assert not psutil.pid_exists(redis_pid) or \
+        psutil.Process(redis_pid).status() == psutil.STATUS_ZOMBIE
+    assert not os.path.exists(sock)
+
+
+def test_missing_redis_binary_exits_2_with_advice(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hotpath", "serve", "--redis-server", "/nonexistent/redis-server",
+         "--port", "0"], capture_output=True, text=True, timeout=30, cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")})
+    assert result.returncode == 2
+    assert "apt-get install redis-server" in result.stderr
+    assert "--redis-url" in result.stderr
+
+
+def test_unknown_hotpath_variable_is_an_error():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
+    env["HOTPATH_PROT"] = "9000"
+    result = subprocess.run([sys.executable, "-m", "hotpath", "serve"], capture_output=True,
+                            text=True, timeout=30, cwd=ROOT, env=env)
+    assert result.returncode == 2
+    assert "HOTPATH_PROT" in result.stderr
