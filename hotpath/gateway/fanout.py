@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Collection, Protocol
 
+from hotpath.protocol.wsframe import text_frame as frame  # noqa: F401 - the gateway's name
+
 log = logging.getLogger("hotpath.gateway.fanout")
 
 SLOW_CONSUMER = 1008
@@ -24,16 +26,6 @@ class Sink(Protocol):
     def write_frames(self, frames: list[bytes]) -> int: ...
 
     def close(self, code: int, reason: str) -> None: ...
-
-
-def frame(payload: bytes | memoryview) -> bytes:
-    """A final, unmasked text frame carrying ``payload``."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 class Fanout:

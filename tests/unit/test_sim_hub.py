@@ -1,0 +1,125 @@
+"""The hub's clocks, fan-out and control operations, driven tick by tick (no loop, no sockets)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hotpath.sim.hub import Hub, _due, ws_frame
+from hotpath.sim.instruments import default_universe
+from hotpath.sim.settings import SimConfig
+
+
+class FakeConn:
+    """Records what the hub sends: immediate messages and per-tick flushed frames."""
+
+    def __init__(self, name: str = "c") -> None:
+        self.conn_id = name
+        self.sent: list[dict[str, Any]] = []
+        self.ticks: list[int] = []  # how many frames each flush carried
+        self._queued: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.sent.append(json.loads(payload))
+
+    def queue(self, frame: bytes) -> bool:
+        self._queued.append(frame)
+        return len(self._queued) == 1
+
+    def flush(self) -> None:
+        for frame in self._queued:
+            header = 2 if frame[1] < 126 else 4
+            self.sent.append(json.loads(frame[header:]))
+        self.ticks.append(len(self._queued))
+        self._queued = []
+
+
+def make_hub(**overrides: Any) -> Hub:
+    config = SimConfig(symbols=20, **overrides)
+    return Hub(config, default_universe(20))
+
+
+def tick(hub: Hub, count: int = 1) -> None:
+    for _ in range(count):
+        hub._run_ticks(1)
+        hub._flush()
+
+
+def test_ws_frame_lengths() -> None:
+    assert ws_frame(b"x" * 5)[:2] == b"\x81\x05"
+    assert ws_frame(b"x" * 300)[:4] == b"\x81\x7e\x01\x2c"
+    assert ws_frame(b"x" * 70_000)[:2] == b"\x81\x7f" and len(ws_frame(b"x" * 70_000)) == 70_010
+
+
+def test_due_covers_every_tick_of_a_period() -> None:
+    assert [t for t in range(1, 31) if _due(t, t, 10, 0)] == [10, 20, 30]
+    assert [t for t in range(1, 31) if _due(t, t, 10, 3)] == [3, 13, 23]
+    assert _due(11, 25, 10, 0) and not _due(11, 12, 10, 5) and _due(1, 40, 10, 7)
+
+
+def test_one_encoding_reaches_every_subscriber_in_one_flush() -> None:
+    hub = make_hub()
+    a, b = FakeConn("a"), FakeConn("b")
+    hub.subscribe(a, ["orderbook.50.BTCUSDT"])
+    hub.subscribe(b, ["orderbook.50.BTCUSDT"])
+    tick(hub, 30)
+    deltas_a = [m for m in a.sent if m["type"] == "delta"]
+    deltas_b = [m for m in b.sent if m["type"] == "delta"]
+    assert deltas_a and deltas_a[-5:] == deltas_b[-5:]
+    assert hub.messages_sent >= len(deltas_a) + len(deltas_b)
+
+
+def test_tickers_on_one_clock_or_spread_over_the_interval() -> None:
+    for spread, expected_ticks in ((False, {10, 20}), (True, set(range(1, 21)))):
+        hub = make_hub(ticker_spread=spread, moves_per_second=400)
+        conn = FakeConn()
+        hub.subscribe(conn, [f"tickers.{inst.symbol}" for inst in default_universe(20)])
+        conn.sent.clear()
+        pushed: set[int] = set()
+        for t in range(1, 21):
+            before = len(conn.sent)
+            tick(hub)
+            if len(conn.sent) > before:
+                pushed.add(t)
+        assert pushed <= expected_ticks and len(pushed) >= (2 if not spread else 8), pushed
+
+
+def test_pause_pushes_pending_changes_then_nothing() -> None:
+    hub = make_hub(moves_per_second=200, trade_rate=50)
+    conn = FakeConn()
+    hub.subscribe(conn, ["tickers.ETHUSDT", "orderbook.200.ETHUSDT", "publicTrade.ETHUSDT"])
+    tick(hub, 15)
+    hub.pause()
+    merged = {}
+    for message in conn.sent:
+        if message["topic"] == "tickers.ETHUSDT":
+            merged.update(message["data"])
+    assert merged == hub.ticker_state("ETHUSDT")["data"]  # type: ignore[index]
+    conn.sent.clear()
+    tick(hub, 120)
+    assert not [m for m in conn.sent if m["topic"] != "orderbook.1.ETHUSDT"]
+    hub.resume()
+    tick(hub, 30)
+    assert conn.sent
+
+
+def test_flood_resends_current_snapshots() -> None:
+    hub = make_hub()
+    conn = FakeConn()
+    hub.subscribe(conn, ["tickers.BTCUSDT", "orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"])
+    conn.sent.clear()
+    assert hub.flood(conn, {"tickers.BTCUSDT", "orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"}, 9) == 9
+    assert len(conn.sent) == 9 and {m["type"] for m in conn.sent} == {"snapshot"}
+    assert {m["topic"] for m in conn.sent} == {"tickers.BTCUSDT", "orderbook.50.BTCUSDT"}
+
+
+def test_last_unsubscribe_stops_the_symbol_detail() -> None:
+    hub = make_hub()
+    conn = FakeConn()
+    hub.subscribe(conn, ["orderbook.1000.SOLUSDT", "kline.5.SOLUSDT"])
+    state = hub.market.symbols["SOLUSDT"]
+    assert state.detail is not None and state.detail.cap >= 1000 and state.every == 20
+    hub.unsubscribe(conn, ["orderbook.1000.SOLUSDT"])
+    assert state.detail is not None and state.every == 100
+    hub.unsubscribe(conn, ["kline.5.SOLUSDT"])
+    assert state.detail is None and not hub.feeds and "SOLUSDT" not in hub.market.active
