@@ -7,7 +7,8 @@ Rules (Bybit V5 docs, "Orderbook", "Process snapshot/delta"):
   a snapshot with ``u`` = 1 ("please overwrite your local orderbook"). Level-1 books are
   snapshots only, re-pushed every 3 s unchanged with the same ``u``.
 * A ``delta``: size 0 deletes the level, an unknown price is inserted, a known one is
-  updated. Deleting a level we do not hold is ignored (Bybit does send such deletes).
+  updated. Deleting a level we do not hold is ignored: Bybit does send such deletes
+  (reported for spot depth 50 in bybit-exchange/pybit#369; none in the XRPUSDT capture).
 * ``u`` of a delta must be the previous ``u`` + 1; anything else is a gap and the book
   can no longer be trusted. A *delta* with ``u`` = 1 is a gap too: the restart rule
   is about snapshots, and a delta cannot rebuild a book.
@@ -17,14 +18,14 @@ cleared and ``apply`` returns ``Resync`` once: the owner resubscribes, and delta
 ignored until the next snapshot. Detecting a silent (stale) topic is the owner's job.
 
 Prices are ordered as exact scaled integers, never floats: "1.9531" at scale 4 is
-19531. Bid keys are negated so both sides' sorted key lists start with the best level;
-the lists are kept sorted with bisect, never re-sorted. Sizes live in a dict keyed by
-the exchange's price string, so the common delta (only sizes of held levels change;
-2,930 of the 2,966 levels in the real XRPUSDT sequence) is a few C-level dict and set
-operations, and the exchange's own level list goes to the client unchanged. Only
-inserted and deleted levels cost Python work. One number spelled two ways ("1.5" and
-"1.50") cannot be told apart by string keys; Bybit formats each symbol's prices one
-way, so meeting that is treated as a malformed level (Resync).
+19531. Bid keys are negated so both sides' key lists, kept sorted with bisect (never
+re-sorted), start with the best level. Sizes live in a dict keyed by the exchange's
+price string, so the common level of a delta (a new size for a held price: 2,930 of
+the 2,966 levels of the real XRPUSDT sequence) costs two dict operations and no
+parsing, and Bybit's own level list goes to the client unchanged. Only inserts and
+deletes touch the sorted keys. One number spelled two ways ("1.5" and "1.50") cannot
+be told apart by string keys; Bybit formats each symbol's prices one way, so meeting
+that is treated as a malformed level.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ class BookChange(msgspec.Struct, frozen=True):
 
     ``snapshot`` True: ``data`` is the whole book, ``{"symbol", "bids", "asks", "u"}``
     with bids descending and asks ascending; the client replaces its book.
-    ``snapshot`` False: ``data`` is ``{"bids": [...], "asks": [...]}``, the levels the
-    delta changed, in Bybit's order, size "0" meaning removed (also for levels trimmed
-    off the depth). Applied in order to the previous state they give the new state.
+    ``snapshot`` False: ``data`` is ``{"bids": [...], "asks": [...]}``: the delta's
+    levels in Bybit's order, size "0" meaning removed, without deletes of levels that
+    were not held, plus removals of levels trimmed off the depth. Applied in order to
+    the previous state they give the new state. Bybit sends only levels that changed
+    (no unchanged re-send among the 2,966 levels of the real XRPUSDT sequence); one it
+    did re-send would be passed on. The lists may be the decoded message's own lists.
     ``reset``: the snapshot has ``u`` = 1, i.e. Bybit restarted its service.
     """
 
@@ -79,17 +83,24 @@ class BadLevel(ValueError):
 
 def parse_price(price: str) -> tuple[int, int]:
     """An exact decimal string as (mantissa, decimals): "1.9531" -> (19531, 4)."""
-    whole, _, frac = price.partition(".")
-    digits = whole + frac
+    digits = price.replace(".", "", 1)
     # Checked first because int() alone would also take " 1", "+1", "1_0" and "-1".
-    if digits.isdigit() and digits.isascii():
-        return int(digits), len(frac)
-    raise BadLevel(f"not a price: {price!r}")
+    if not (digits.isdigit() and digits.isascii()):
+        raise BadLevel(f"not a price: {price!r}")
+    decimals = len(price) - 1 - price.find(".") if len(digits) < len(price) else 0
+    return int(digits), decimals
 
 
 def is_zero(size: str) -> bool:
     """Whether a size string means "delete": "0", also "0.000"."""
     return size == "0" or (size < "1" and not size.strip("0."))
+
+
+def _zeros(sizes: dict[str, str]) -> list[str]:
+    """The prices whose size is zero."""
+    if min(sizes.values(), default="1") >= "1":  # every zero spelling sorts below "1"
+        return []
+    return [price for price, size in sizes.items() if is_zero(size)]
 
 
 def _position(levels: list[Level], level: Level) -> int:
@@ -197,7 +208,27 @@ class OrderBook:
         return BookChange(True, self._full(), data.update_id == 1)
 
     def _load(self, side: _Side, levels: list[Level]) -> None:
-        self._apply_from(side, levels, 0)
+        """Fill an empty side from a snapshot: parse every price once, sort once.
+
+        Every price listed is checked, zero-size ones too, and one number spelled two
+        ways anywhere in the snapshot is a bad level.
+        """
+        sizes, price_of, key_of = side.sizes, side.price_of, side.key_of
+        sizes.update(levels)  # a price listed twice keeps its last size
+        parsed = [parse_price(price) for price in sizes]
+        widest = max((decimals for _, decimals in parsed), default=0)
+        if widest > self._scale:
+            self._rescale(widest)
+        scale, sign = self._scale, side.sign
+        keys = [sign * mantissa * 10 ** (scale - decimals) for mantissa, decimals in parsed]
+        price_of.update(zip(keys, sizes))
+        if len(price_of) < len(sizes):
+            raise BadLevel("one price spelled two ways")
+        key_of.update(zip(sizes, keys))
+        for price in _zeros(sizes):
+            del sizes[price]
+            del price_of[key_of.pop(price)]
+        side.keys[:] = sorted(price_of)  # Bybit sends them sorted: timsort is then linear
         if len(side.keys) > self.depth:
             self._trim(side, [])
 
@@ -239,9 +270,8 @@ class OrderBook:
                 else:  # deleting a level we never had: nothing for the client
                     self._check_new(side, price)
             elif price in sizes:
-                if sizes[price] != size:
-                    sizes[price] = size
-                    out.append(level)
+                sizes[price] = size
+                out.append(level)
             else:
                 side.add(price, self._check_new(side, price))
                 sizes[price] = size
@@ -273,14 +303,15 @@ class OrderBook:
         mantissa, decimals = parse_price(price)
         if decimals > self._scale:
             self._rescale(decimals)
-        key = side.sign * mantissa * 10 ** (self._scale - decimals)
+        factor: int = 10 ** (self._scale - decimals)
+        key = side.sign * mantissa * factor
         if key in side.price_of:
             raise BadLevel(f"{price!r} is held as {side.price_of[key]!r}")
         return key
 
     def _rescale(self, scale: int) -> None:
         """Re-key both sides for a price with more decimals (in place: callers hold refs)."""
-        factor = 10 ** (scale - self._scale)
+        factor: int = 10 ** (scale - self._scale)
         self._scale = scale
         for side in (self.bids, self.asks):
             side.keys[:] = [key * factor for key in side.keys]

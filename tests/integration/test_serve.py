@@ -96,3 +96,44 @@ def test_unknown_hotpath_variable_is_an_error():
                             text=True, timeout=30, cwd=ROOT, env=env)
     assert result.returncode == 2
     assert "HOTPATH_PROT" in result.stderr
+
+
+def test_unreachable_upstream_health_503_names_it(redis_url, namespace, tmp_path):
+    from tests.helpers import free_port, http_get
+    dead = free_port()  # nothing listens there: the ingest keeps retrying
+    extra = ["--bybit-ws-url", f"ws://127.0.0.1:{dead}/v5/public/linear",
+             "--bybit-rest-url", f"http://127.0.0.1:{dead}", "--log-format", "json"]
+    with Node.start(redis_url=redis_url, sim=None, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log", extra=extra, wait_healthy=False) as node:
+        def answered():
+            try:
+                status, body = http_get(node.url + "/health", timeout=1)
+            except OSError:
+                return None
+            return (status, body) if body.get("ingest_age") is not None else None
+        status, body = wait_for(answered, 20, "/health with an ingest report")
+        assert status == 503 and body["down"] == ["upstream"]
+        wait_for(lambda: "instrument list" in node.log(), 20, "a REST retry to be logged")
+        assert node.proc.poll() is None  # never exits because the upstream is unreachable
+    lines = [line for line in node.log().splitlines() if line.strip()]
+    import json
+    records = [json.loads(line) for line in lines]  # --log-format json: every line is JSON
+    assert {"ts", "level", "process", "logger", "msg"} <= set(records[0])
+    assert any(r["process"] == "ingest" and "retrying" in r["msg"] for r in records)
+
+
+async def test_symbols_flag_narrows_the_universe(redis_url, sim, namespace, tmp_path):
+    with Node.start(redis_url=redis_url, sim=sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log",
+                    extra=["--symbols", "btcusdt,ETHUSDT,NOSUCHUSDT"]) as node:
+        client = await Client.connect(node.ws_url)
+        try:
+            await client.send({"op": "subscribe", "args": ["ticker:ETHUSDT", "ticker:SOLUSDT"]})
+            reply = await client.recv()
+            assert reply["args"] == ["ticker:ETHUSDT"]
+            assert reply["rejected"] == [{"arg": "ticker:SOLUSDT",
+                                          "reason": "Unknown symbol 'SOLUSDT'"}]
+        finally:
+            await client.close()
+        assert "ignoring 1 unknown symbol(s): NOSUCHUSDT" in node.log()
+        assert "serving 2" in node.log()
