@@ -37,6 +37,15 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rest_url: str = ""
     symbols: tuple[str, ...] = ()  # empty: every trading USDT perpetual
     topics_per_connection: int = 200
+    eager: tuple[str, ...] = ()  # stream templates always subscribed, e.g. "orderbook:50"
+    linger: float = 60.0
+    raw: bool = False
+    raw_prefix: str = "stream:bybit_"
+    instruments_refresh: float = 300.0
+    connect_budget: int = 500
+    connect_window: float = 300.0
+    connect_spacing: float = 0.2
+    book_stale_after: float = 60.0
     ping_interval: float = 20.0
     stale_after: float = 30.0
     reconnect_max_delay: float = 60.0
@@ -65,6 +74,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_timeout: float = 3.0
     shutdown_grace: float = 0.0
     shutdown_window: float = 10.0
+    socket_send_buffer: int = 0  # SO_SNDBUF of client sockets; 0: the kernel's default
 
 
 class SchemaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -151,6 +161,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream.rest_url", "Bybit REST base URL (overrides --testnet)"),
     Option("upstream.symbols", "comma-separated symbols to serve (empty: every trading USDT perpetual)"),
     Option("upstream.topics_per_connection", "upstream topics per Bybit WebSocket connection"),
+    Option("upstream.eager", "comma-separated stream templates kept subscribed for every symbol "
+           "besides tickers, e.g. orderbook:50,trade,kline:1m (others follow client demand)"),
+    Option("upstream.linger", "seconds a topic nobody wants stays subscribed upstream"),
+    Option("upstream.raw", "also publish every upstream message unchanged to raw channels"),
+    Option("upstream.raw_prefix", "prefix of the raw channels (+ ticker, orderbook, trades, "
+           "liquidations, kline)"),
+    Option("upstream.instruments_refresh", "seconds between instrument list refreshes"),
+    Option("upstream.connect_budget", "new upstream connections allowed per --connect-window"),
+    Option("upstream.connect_window", "seconds of the upstream connection budget window"),
+    Option("upstream.connect_spacing", "minimum seconds between new upstream connections"),
+    Option("upstream.book_stale_after", "seconds without a message before an order book is "
+           "resubscribed (0: never)"),
     Option("upstream.ping_interval", "seconds between pings on each upstream connection"),
     Option("upstream.stale_after", "seconds without any upstream message before a connection is replaced"),
     Option("upstream.reconnect_max_delay", "cap of the upstream reconnect backoff, seconds"),
@@ -178,6 +200,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gateway.snapshot_timeout", "seconds to wait for a stream snapshot before asking again"),
     Option("gateway.shutdown_grace", "seconds a stopping node keeps serving while /health says 503"),
     Option("gateway.shutdown_window", "seconds over which a stopping node spreads its client closes"),
+    Option("gateway.socket_send_buffer", "kernel send buffer (SO_SNDBUF) of each client socket, "
+           "bytes (0: the kernel's default)"),
     Option("schema.compat", "client schema compatibility: '' or 'mudrex' (stream prefix and source)"),
     Option("schema.stream_prefix", "prefix of the 'stream' field in client messages"),
     Option("schema.source", "'source' field of client messages"),
@@ -270,13 +294,25 @@ def _validate(config: Config) -> None:
          "--send-buffer-soft must be > 0 and below --send-buffer-hard"),
         (g.max_connections_per_ip >= 0, "--max-connections-per-ip must be >= 0"),
         (config.upstream.topics_per_connection > 0, "--upstream-topics-per-connection must be > 0"),
-        (config.upstream.ping_interval > 0, "--upstream-ping-interval must be > 0"),
+        (config.upstream.ping_interval > 0, "--ping-interval must be > 0"),
+        (config.upstream.connect_budget > 0, "--connect-budget must be > 0"),
+        (all(_eager_ok(t) for t in config.upstream.eager),
+         "--eager takes stream templates like orderbook:50, trade, kline:1m, liquidation"),
         (bool(config.redis.namespace) and ":" not in config.redis.namespace,
          "--redis-namespace must be non-empty and contain no ':'"),
     )
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _eager_ok(template: str) -> bool:
+    from hotpath.protocol import streams
+    try:
+        streams.parse(f"{template}:BTCUSDT")
+    except streams.StreamError:
+        return False
+    return True
 
 
 def to_json(config: Config) -> bytes:

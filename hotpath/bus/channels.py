@@ -5,6 +5,9 @@ A stream message on Redis is ``kind (1 byte) + seq (8 bytes, big endian) + clien
   U  update: forward to every client already live on the stream
   S  snapshot that restarts the stream (first state, resync): forward to all
   R  snapshot in reply to a request: forward only to clients waiting for one
+  X  stream status (``"type":"status"``, e.g. upstream down, delisted): forward to
+     every client of the stream; carries the stream's current seq and does not
+     advance it
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from hotpath.protocol.streams import Stream
 UPDATE = ord("U")
 SNAPSHOT = ord("S")
 REPLY = ord("R")
+STATUS = ord("X")
 HEADER_SIZE = 9
 
 
@@ -48,6 +52,6 @@ def pack(kind: int, seq: int, body: bytes) -> bytes:
 
 def unpack_header(payload: bytes) -> tuple[int, int]:
     """(kind, seq) of a stream message; raises ValueError when it is not one."""
-    if len(payload) <= HEADER_SIZE or payload[0] not in (UPDATE, SNAPSHOT, REPLY):
+    if len(payload) <= HEADER_SIZE or payload[0] not in (UPDATE, SNAPSHOT, REPLY, STATUS):
         raise ValueError("not a hotpath stream message")
     return payload[0], int.from_bytes(payload[1:HEADER_SIZE], "big")

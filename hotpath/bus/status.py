@@ -18,6 +18,11 @@ class IngestStatus(msgspec.Struct):
     bad_messages: dict[str, int]
     published: int
     redis_dropped: int
+    streams: int = 0
+    resyncs: int = 0
+    lag_p50_ms: float = 0.0
+    lag_p99_ms: float = 0.0
+    missed_kline_closes: int = 0
 
 
 encoder = msgspec.json.Encoder()

@@ -1,5 +1,6 @@
-"""The ingest process: instruments over REST, topics sharded over Bybit connections,
-state merged, client messages published to Redis, snapshot requests answered."""
+"""The ingest process: the instrument list over REST, topics placed on Bybit
+connections as they are wanted, exact state per topic, client messages published to
+Redis once, snapshot requests answered, stream status told to clients."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ import os
 import signal
 import time
 from collections import Counter
+
 import msgspec
 import uvloop
 
 from hotpath import logs
-from hotpath.bus.channels import REPLY, SNAPSHOT, UPDATE, Channels, pack
+from hotpath.bus import control
+from hotpath.bus.channels import REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pack
 from hotpath.bus.publisher import Publisher
 from hotpath.bus.status import IngestStatus
 from hotpath.bus.status import encoder as status_encoder
 from hotpath.bus.subscriber import Subscriber
 from hotpath.config import Config
-from hotpath.ingest.conn import BybitConnection
-from hotpath.ingest.instruments import BybitRest, select
-from hotpath.ingest.sharding import shard
-from hotpath.ingest.ticker import BadTicker, TickerBook
+from hotpath.ingest.book import Resync
+from hotpath.ingest.demand import DemandTable
+from hotpath.ingest.instruments import BybitRest, RestError, select
+from hotpath.ingest.lag import LagHistogram
+from hotpath.ingest.state import TopicState, new_state
+from hotpath.ingest.upstream import Upstream
 from hotpath.protocol import bybit, messages, streams
 from hotpath.protocol.streams import Stream
 
@@ -30,28 +35,27 @@ log = logging.getLogger("hotpath.ingest")
 
 STATUS_INTERVAL = 1.0
 ACTIVITY_LOG_EVERY = 10  # status intervals between "what I am doing" log lines
-CONNECT_STAGGER = 0.2  # seconds between opening upstream connections
+REQUEST_TTL = 15.0  # a snapshot request for a cold stream counts as demand this long
+RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
+              "liquidation": "liquidations", "kline": "kline"}
 
 
-class ControlRequest(msgspec.Struct):
-    op: str
-    streams: list[str] = []
-
-
-_control_decoder = msgspec.json.Decoder(ControlRequest)
-
-
-class _Route:
+class Route:
     """Everything the hot path needs for one upstream topic, computed once."""
 
-    __slots__ = ("stream", "channel", "public", "seq", "ts")
+    __slots__ = ("stream", "topic", "channel", "raw_channel", "public", "seq", "ts", "state",
+                 "last_message")
 
-    def __init__(self, stream: Stream, channels: Channels, prefix: str) -> None:
+    def __init__(self, stream: Stream, ingest: Ingest) -> None:
         self.stream = stream
-        self.channel = channels.stream(stream)
-        self.public = streams.public_name(stream, prefix)
+        self.topic = stream.bybit_topic
+        self.channel = ingest.channels.stream(stream)
+        self.raw_channel = (ingest.config.upstream.raw_prefix + RAW_SUFFIX[stream.kind]).encode()
+        self.public = streams.public_name(stream, ingest.prefix)
         self.seq = 0
         self.ts = 0  # exchange timestamp of the last message applied
+        self.state: TopicState = new_state(stream)
+        self.last_message = time.monotonic()
 
 
 class Ingest:
@@ -60,18 +64,23 @@ class Ingest:
         self.channels = Channels(config.redis.namespace)
         self.source = config.source
         self.prefix = config.stream_prefix
-        self.tickers = TickerBook()
-        self.routes: dict[str, _Route] = {}
+        self.raw = config.upstream.raw
+        self.routes: dict[str, Route] = {}  # Bybit topic -> route
         self.symbols: list[str] = []
         self.symbol_set: frozenset[str] = frozenset()
-        self.connections: list[BybitConnection] = []
+        self.always: set[str] = set()  # stream names kept subscribed whatever the demand
+        self.demand = DemandTable(config.upstream.linger)
         self.bad_messages: Counter[str] = Counter()
+        self.lag = LagHistogram()
+        self.resyncs = 0
         self.started = time.time()
         url = config.redis.url
         self.publisher = Publisher(url, "ingest-publisher", on_connected=self._publish_status)
         self.control = Subscriber(url, "ingest-control", on_message=self._on_control)
         self.rest = BybitRest(config.rest_url)
+        self.upstream = Upstream(config.ws_url, self, config.upstream)
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconcile_scheduled = False
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("starting: upstream %s (REST %s), Redis %s", self.config.ws_url,
@@ -80,69 +89,153 @@ class Ingest:
         self.control.subscribe([self.channels.control])
         await self.control.start()
         self._tasks.append(asyncio.create_task(self._status_loop()))
-        self._tasks.append(asyncio.create_task(self._start_upstream()))
+        self._tasks.append(asyncio.create_task(self._instruments_loop()))
         await stop.wait()
         log.info("stopping")
-        for conn in self.connections:
-            conn.stop()
+        await self.upstream.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.control.close()
         await self.publisher.close()
 
-    async def _start_upstream(self) -> None:
-        available = await self.rest.trading_symbols_retrying(self.config.upstream.reconnect_max_delay)
+    # -- the universe ---------------------------------------------------------------------
+
+    async def _instruments_loop(self) -> None:
+        up = self.config.upstream
+        available = await self.rest.trading_symbols_retrying(up.reconnect_max_delay)
+        self._set_universe(available)
+        while True:
+            await asyncio.sleep(up.instruments_refresh)
+            try:
+                self._set_universe(await self.rest.trading_symbols())
+            except RestError as exc:
+                log.warning("instrument refresh failed (keeping the current list): %s", exc)
+
+    def _set_universe(self, available: list[str]) -> None:
         chosen, missing = select(available, self.config.upstream.symbols)
-        if missing:
+        if missing and not self.symbols:
             log.warning("ignoring %d unknown symbol(s): %s", len(missing), ", ".join(missing))
+        listed = sorted(set(chosen) - self.symbol_set)
+        delisted = sorted(self.symbol_set - set(chosen))
+        if self.symbols and (listed or delisted):
+            log.info("instrument list changed: %d listed %s, %d delisted %s", len(listed),
+                     listed[:10], len(delisted), delisted[:10])
+        elif not self.symbols:
+            log.info("instrument list: %d trading USDT perpetuals, serving %d", len(available),
+                     len(chosen))
         self.symbols = chosen
         self.symbol_set = frozenset(chosen)
-        log.info("instrument list: %d trading USDT perpetuals, serving %d", len(available),
-                 len(chosen))
+        for symbol in delisted:
+            self._delist(symbol)
+        templates = ["ticker", *self.config.upstream.eager]
+        self.always = {streams.parse(f"{t}:{s}").name for t in templates for s in chosen}
+        self._reconcile()
         self._publish_status()
-        topics = [f"tickers.{s}" for s in chosen]
-        groups = shard(topics, self.config.upstream.topics_per_connection)
-        log.info("spreading %d topics over %d upstream connection(s)", len(topics), len(groups))
-        up = self.config.upstream
-        for index, group in enumerate(groups):
-            conn = BybitConnection(index, self.config.ws_url, group, self._on_frame,
-                                   up.ping_interval, up.stale_after, up.reconnect_max_delay)
-            self.connections.append(conn)
-            self._tasks.append(asyncio.create_task(conn.run(), name=conn.name))
-            await asyncio.sleep(CONNECT_STAGGER)
 
-    # -- the hot path ---------------------------------------------------------------
+    def _delist(self, symbol: str) -> None:
+        gone = [r for r in self.routes.values() if r.stream.symbol == symbol]
+        for route in gone:
+            self._publish_status_message(route, "delisted", f"{symbol} is no longer trading")
+            del self.routes[route.topic]
+        self.upstream.remove([r.topic for r in gone])
 
-    def _route(self, topic: str) -> _Route | None:
-        route = self.routes.get(topic)
+    def _reconcile(self) -> None:
+        """Subscribe what is wanted and not active; drop what lingered unwanted."""
+        active = {r.stream.name for r in self.routes.values()}
+        add, drop = self.demand.plan(active, self.always, time.monotonic())
+        new = []
+        for name in sorted(add):
+            try:
+                stream = streams.parse(name, self.symbol_set)
+            except streams.StreamError:
+                continue
+            route = Route(stream, self)
+            self.routes[route.topic] = route
+            new.append(route.topic)
+        gone = [streams.parse(name).bybit_topic for name in drop]
+        for topic in gone:
+            self.routes.pop(topic, None)
+        if new:
+            self.upstream.add(new)
+        if gone:
+            self.upstream.remove(gone)
+            log.info("dropped %d upstream topics nobody wants", len(gone))
+
+    def _schedule_reconcile(self) -> None:
+        if not self._reconcile_scheduled:
+            self._reconcile_scheduled = True
+            asyncio.get_running_loop().call_soon(self._reconcile_now)
+
+    def _reconcile_now(self) -> None:
+        self._reconcile_scheduled = False
+        self._reconcile()
+
+    # -- upstream events: the hot path ----------------------------------------------------
+
+    def on_frame(self, frame: bybit.Frame, payload: memoryview) -> None:
+        route = self.routes.get(frame.topic)
         if route is None:
-            stream = streams.from_bybit_topic(topic)
-            if stream is None or stream.symbol not in self.symbol_set:
-                return None
-            route = self.routes[topic] = _Route(stream, self.channels, self.prefix)
-        return route
-
-    def _on_frame(self, frame: bybit.Frame, conn: BybitConnection) -> None:
-        route = self._route(frame.topic)
-        if route is None:
-            self._bad("unknown-topic", frame.topic)
+            self._bad("unknown-topic", f"{frame.topic}: {bytes(payload[:200])!r}")
             return
+        if self.raw:
+            self.publisher.publish(route.raw_channel, bytes(payload))
+        route.last_message = time.monotonic()
+        self.lag.add(time.time() * 1000.0 - frame.ts)
         try:
-            data = bybit.ticker_decoder.decode(frame.data)
-            changed = self.tickers.apply(frame.type, data)
-        except (msgspec.MsgspecError, BadTicker) as exc:
-            self._bad("ticker", f"{frame.topic}: {exc}")
+            outcome = route.state.apply(frame.type, frame.data)
+        except (msgspec.MsgspecError, ValueError, TypeError) as exc:
+            self._bad(route.stream.kind, f"{frame.topic}: {exc}")
+            if route.stream.kind == "orderbook":
+                self._resync(route, "bad message")
             return
-        if changed is None:
+        if outcome is None:
             return
-        route.seq += 1
+        if isinstance(outcome, Resync):
+            self._resync(route, outcome.reason)
+            return
         route.ts = frame.ts
-        is_snapshot = frame.type == "snapshot"
-        body = messages.encode(route.public, "snapshot" if is_snapshot else "update", changed,
-                               frame.ts, self.source, route.seq)
+        for is_snapshot, data in outcome:
+            self._publish(route, is_snapshot, data)
+
+    def _publish(self, route: Route, is_snapshot: bool, data: object) -> None:
+        route.seq += 1
+        body = messages.encode(route.public, "snapshot" if is_snapshot else "update", data,
+                               route.ts, self.source, route.seq)
         self.publisher.publish(route.channel, pack(SNAPSHOT if is_snapshot else UPDATE,
                                                    route.seq, body))
+
+    def _publish_status_message(self, route: Route, status: str, reason: str) -> None:
+        body = messages.encode(route.public, "status", {"status": status, "reason": reason},
+                               int(time.time() * 1000), self.source, route.seq)
+        self.publisher.publish(route.channel, pack(STATUS, route.seq, body))
+
+    def _resync(self, route: Route, reason: str) -> None:
+        self.resyncs += 1
+        log.warning("%s: %s; resubscribing for a fresh snapshot", route.topic, reason)
+        route.state.reset()
+        if route.seq:
+            self._publish_status_message(route, "resync", reason)
+        self.upstream.resubscribe(route.topic)
+
+    def on_subscribed(self, topic: str) -> None:
+        route = self.routes.get(topic)
+        if route is None:
+            return
+        route.last_message = time.monotonic()
+        for is_snapshot, data in route.state.on_subscribed():
+            route.ts = int(time.time() * 1000)
+            self._publish(route, is_snapshot, data)
+
+    def on_lost(self, topics: set[str]) -> None:
+        for topic in topics:
+            route = self.routes.get(topic)
+            if route is None:
+                continue
+            route.state.reset()
+            if route.seq:
+                self._publish_status_message(route, "stale", "upstream connection lost; "
+                                             "a fresh snapshot follows on reconnect")
 
     def _bad(self, kind: str, detail: str) -> None:
         self.bad_messages[kind] += 1
@@ -153,7 +246,7 @@ class Ingest:
 
     def _on_control(self, channel: bytes, payload: bytes) -> None:
         try:
-            request = _control_decoder.decode(payload)
+            request = control.decoder.decode(payload)
         except msgspec.MsgspecError:
             self._bad("control", repr(payload[:100]))
             return
@@ -162,39 +255,42 @@ class Ingest:
         elif request.op == "snapshot":
             for name in request.streams[:1000]:
                 self._reply_snapshot(name)
+        elif request.op == "demand":
+            valid = [n for n in request.streams if self._valid(n)]
+            self.demand.update(request.worker, valid, min(request.ttl, 300.0), time.monotonic())
+            self._schedule_reconcile()
+
+    def _valid(self, name: str) -> bool:
+        try:
+            return streams.parse(name, self.symbol_set).name == name
+        except streams.StreamError:
+            return False
 
     def _reply_snapshot(self, name: str) -> None:
         try:
             stream = streams.parse(name, self.symbol_set)
         except streams.StreamError:
             return
-        route = self._route(stream.bybit_topic)
-        state = self.tickers.get(stream.symbol) if stream.kind == "ticker" else None
-        if route is None or state is None or route.seq == 0:
-            return  # no state yet: its first snapshot goes out when Bybit sends it
-        body = messages.encode(route.public, "snapshot", state, route.ts, self.source,
-                               route.seq)
+        route = self.routes.get(stream.bybit_topic)
+        if route is None:  # cold stream: wanted now, its snapshot comes from Bybit
+            self.demand.update(f"request:{stream.name}", [stream.name], REQUEST_TTL,
+                               time.monotonic())
+            self._schedule_reconcile()
+            return
+        state = route.state.snapshot()
+        if state is None or route.seq == 0 or route.state.fresh:
+            return  # its next message is a snapshot anyway
+        body = messages.encode(route.public, "snapshot", state, route.ts, self.source, route.seq)
         self.publisher.publish(route.channel, pack(REPLY, route.seq, body))
 
-    def upstream_ok(self) -> bool:
-        if not self.symbols or not self.connections:
-            return False
-        now = time.monotonic()
-        limit = self.config.upstream.stale_after
-        return all(c.connected and c.subscribed and now - c.last_message < limit
-                   for c in self.connections)
-
     def status(self) -> IngestStatus:
-        now = time.monotonic()
-        conns = [{"index": c.index, "connected": c.connected, "topics": len(c.topics),
-                  "subscribed": len(c.subscribed), "rejected": len(c.rejected),
-                  "messages": c.messages, "reconnects": c.reconnects,
-                  "last_message_age": round(now - c.last_message, 3) if c.last_message else None}
-                 for c in self.connections]
+        p50, p99 = self.lag.percentiles((50, 99))
+        missed = sum(r.state.missed for r in self.routes.values())
         return IngestStatus(int(time.time() * 1000), os.getpid(), self.started,
-                             self.upstream_ok(), self.config.ws_url, conns, self.symbols,
-                             dict(self.bad_messages), self.publisher.published,
-                             self.publisher.dropped)
+                            bool(self.symbols) and self.upstream.ok(), self.config.ws_url,
+                            self.upstream.status(), self.symbols, dict(self.bad_messages),
+                            self.publisher.published, self.publisher.dropped,
+                            len(self.routes), self.resyncs, p50, p99, missed)
 
     def _publish_status(self) -> None:
         if self.publisher.connected:
@@ -206,22 +302,37 @@ class Ingest:
         last_upstream = last_published = 0
         while True:
             self._publish_status()
-            ok = self.upstream_ok()
+            self._reconcile()
+            self._check_stale_books()
+            ok = bool(self.symbols) and self.upstream.ok()
             if ok != was_ok:
                 log.info("upstream %s", "up" if ok else "down")
                 was_ok = ok
             ticks += 1
             if ticks % ACTIVITY_LOG_EVERY == 0:
-                upstream = sum(c.messages for c in self.connections)
+                upstream = sum(c.messages for c in self.upstream.conns)
                 period = ACTIVITY_LOG_EVERY * STATUS_INTERVAL
-                log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s; %d/%d upstream "
-                         "connections up; %d Redis messages dropped",
-                         period, (upstream - last_upstream) / period,
-                         (self.publisher.published - last_published) / period,
-                         sum(c.connected for c in self.connections), len(self.connections),
-                         self.publisher.dropped)
+                log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s; %d topics on "
+                         "%d/%d connections up; lag p50 %.1f ms p99 %.1f ms; %d Redis messages "
+                         "dropped", period, (upstream - last_upstream) / period,
+                         (self.publisher.published - last_published) / period, len(self.routes),
+                         sum(c.connected for c in self.upstream.conns), len(self.upstream.conns),
+                         *self.lag.percentiles((50, 99)), self.publisher.dropped)
                 last_upstream, last_published = upstream, self.publisher.published
+                self.lag.clear()
             await asyncio.sleep(STATUS_INTERVAL)
+
+    def _check_stale_books(self) -> None:
+        limit = self.config.upstream.book_stale_after
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for route in list(self.routes.values()):
+            if route.stream.kind == "orderbook" and now - route.last_message > limit:
+                conn = self.upstream.where.get(route.topic)
+                if conn is not None and conn.connected:
+                    route.last_message = now
+                    self._resync(route, f"no message for {limit:.0f}s")
 
 
 def main(config: Config) -> int:

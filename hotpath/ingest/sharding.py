@@ -8,19 +8,21 @@ from typing import Sequence
 MAX_ARGS_CHARS = 21_000
 
 
+def has_room(count: int, chars: int, topic: str, per_connection: int,
+             max_chars: int = MAX_ARGS_CHARS) -> bool:
+    """Whether a connection holding ``count`` topics of ``chars`` characters takes ``topic``."""
+    return count < per_connection and chars + len(topic) <= max_chars
+
+
 def shard(topics: Sequence[str], per_connection: int,
           max_chars: int = MAX_ARGS_CHARS) -> list[list[str]]:
-    """Split ``topics`` in order into groups of at most ``per_connection`` topics whose
-    names add up to at most ``max_chars`` characters."""
+    """Split ``topics`` in order into groups that each fit on one connection."""
     groups: list[list[str]] = []
-    current: list[str] = []
     chars = 0
     for topic in topics:
-        if current and (len(current) >= per_connection or chars + len(topic) > max_chars):
-            groups.append(current)
-            current, chars = [], 0
-        current.append(topic)
+        if not groups or not has_room(len(groups[-1]), chars, topic, per_connection, max_chars):
+            groups.append([])
+            chars = 0
+        groups[-1].append(topic)
         chars += len(topic)
-    if current:
-        groups.append(current)
     return groups

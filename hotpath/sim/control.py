@@ -47,6 +47,7 @@ class Control:
         self._routes: dict[str, Callable[[dict[str, str]], Answer]] = {
             "/sim/state": self._state, "/sim/book": self._book, "/sim/pause": self._pause,
             "/sim/resume": self._resume, "/sim/fault": self._fault, "/sim/stats": self._stats,
+            "/sim/delist": self._delist, "/sim/relist": self._relist,
         }
         self._faults: dict[str, Callable[[dict[str, str]], Answer]] = {
             "drop": self._drop, "stall": self._stall, "gap": self._gap, "refuse": self._refuse,
@@ -101,6 +102,19 @@ class Control:
         self.publisher.resume()  # type: ignore[attr-defined]
         log.info("market resumed")
         return _ok(paused=False)
+
+    def _delist(self, query: dict[str, str]) -> Answer:
+        """instruments-info reports the symbol as Closed (its streams keep running)."""
+        symbol = query.get("symbol", "")
+        if symbol not in {inst.symbol for inst in self.server.universe}:
+            return _bad("unknown symbol", 404)
+        self.server.closed.add(symbol)
+        log.info("%s delisted (instruments-info says Closed)", symbol)
+        return _ok(delisted=symbol)
+
+    def _relist(self, query: dict[str, str]) -> Answer:
+        self.server.closed.discard(query.get("symbol", ""))
+        return _ok(relisted=query.get("symbol", ""))
 
     # -- faults -----------------------------------------------------------------------
 

@@ -42,13 +42,13 @@ def _category_error(query: dict[str, str], now_ms: int) -> bytes | None:
     return None
 
 
-def instrument_row(inst: Instrument) -> dict[str, Any]:
+def instrument_row(inst: Instrument, status: str = "Trading") -> dict[str, Any]:
     """One instruments-info row, field for field as Bybit's linear example."""
     ps, qs = inst.price_scale, inst.qty_scale
     max_qty = fixed(inst.qty_step * max(1000, inst.level_lots * 2000), qs)
     return {
         "symbol": inst.symbol, "symbolId": inst.symbol_id, "contractType": "LinearPerpetual",
-        "status": "Trading", "baseCoin": inst.base_coin, "quoteCoin": "USDT",
+        "status": status, "baseCoin": inst.base_coin, "quoteCoin": "USDT",
         "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
         "priceScale": str(ps),
         "leverageFilter": {"minLeverage": "1", "maxLeverage": "50.00", "leverageStep": "0.01"},
@@ -78,8 +78,9 @@ def _decode_cursor(cursor: str) -> int | None:
     return int(value) if key == "offset" and value.isdigit() else None
 
 
-def instruments_info(universe: list[Instrument], query: dict[str, str], now_ms: int) -> bytes:
-    """GET /v5/market/instruments-info (linear)."""
+def instruments_info(universe: list[Instrument], query: dict[str, str], now_ms: int,
+                     closed: frozenset[str] = frozenset()) -> bytes:
+    """GET /v5/market/instruments-info (linear); ``closed`` symbols say status Closed."""
     bad = _category_error(query, now_ms)
     if bad is not None:
         return bad
@@ -98,7 +99,9 @@ def instruments_info(universe: list[Instrument], query: dict[str, str], now_ms: 
         offset = decoded
     page = rows[offset:offset + limit]
     more = offset + limit < len(rows)
-    result = {"category": "linear", "list": [instrument_row(inst) for inst in page],
+    rows_out = [instrument_row(inst, "Closed" if inst.symbol in closed else "Trading")
+                for inst in page]
+    result = {"category": "linear", "list": rows_out,
               "nextPageCursor": _encode_cursor(offset + limit) if more else ""}
     return reply(result, now_ms)
 

@@ -172,6 +172,7 @@ class SimServer:
         self.config = config
         self.publisher = publisher
         self.universe = universe
+        self.closed: set[str] = set()  # delisted through /sim/delist
         self.conns: dict[str, ClientListener] = {}
         self.port = 0
         self.total_connections = 0
@@ -228,7 +229,8 @@ class SimServer:
     def http(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
         now_ms = self.publisher.sim_ms()
         if path == "/v5/market/instruments-info":
-            return 200, rest.instruments_info(self.universe, query, now_ms)
+            return 200, rest.instruments_info(self.universe, query, now_ms,
+                                                  frozenset(self.closed))
         if path == "/v5/market/tickers":
             symbols = [inst.symbol for inst in self.universe] if self.control.tickers_ok else []
             return 200, rest.tickers(symbols, self.control.ticker_row, query, now_ms)

@@ -12,7 +12,7 @@ def test_pack_round_trip():
     assert payload[channels.HEADER_SIZE:] == b'{"x":1}'
 
 
-@pytest.mark.parametrize("payload", [b"", b"U12345678", b"X" + bytes(8) + b"{}"])
+@pytest.mark.parametrize("payload", [b"", b"U12345678", b"Z" + bytes(8) + b"{}"])
 def test_unpack_rejects_foreign_payloads(payload):
     with pytest.raises(ValueError):
         channels.unpack_header(payload)

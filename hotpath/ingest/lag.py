@@ -1,0 +1,54 @@
+"""Publish lag (exchange timestamp to our publish) as a cheap fixed-bucket histogram. Pure.
+
+0.1 ms buckets up to 100 ms, 1 ms buckets up to 10 s, then one overflow bucket: one
+comparison and one increment per message.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+_FINE = 1000  # 0.1 ms buckets: 0 .. 100 ms
+_COARSE = 10_000  # 1 ms buckets: 100 ms .. 10.1 s
+
+
+class LagHistogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (_FINE + _COARSE + 1)
+        self.total = 0
+
+    def add(self, ms: float) -> None:
+        if ms < 100.0:
+            index = int(ms * 10.0) if ms > 0 else 0
+        else:
+            index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
+        self.counts[index] += 1
+        self.total += 1
+
+    def percentiles(self, ps: Iterable[float]) -> tuple[float, ...]:
+        """Upper bounds (ms) of the buckets holding each percentile; 0.0 when empty."""
+        wanted = sorted((p, i) for i, p in enumerate(ps))
+        out = [0.0] * len(wanted)
+        if not self.total:
+            return tuple(out)
+        seen, w = 0, 0
+        for index, count in enumerate(self.counts):
+            seen += count
+            while w < len(wanted) and seen >= wanted[w][0] / 100.0 * self.total:
+                out[wanted[w][1]] = self._upper(index)
+                w += 1
+            if w == len(wanted):
+                break
+        return tuple(out)
+
+    @staticmethod
+    def _upper(index: int) -> float:
+        if index < _FINE:
+            return round((index + 1) / 10.0, 1)
+        return float(100 + index - _FINE + 1)
+
+    def clear(self) -> None:
+        self.counts = [0] * len(self.counts)
+        self.total = 0

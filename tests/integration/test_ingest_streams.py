@@ -1,0 +1,240 @@
+"""Every stream kind end to end, and recovery from each upstream fault the simulator
+can inject: afterwards clients hold exactly the simulator's state again."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from tests.helpers import Client, Node, Sim, http_get, wait_for
+
+pytestmark = pytest.mark.integration
+
+FAST = ["--stale-after", "3", "--ping-interval", "1", "--reconnect-max-delay", "1",
+        "--snapshot-timeout", "1"]
+
+
+@pytest.fixture(scope="module")
+def fault_sim() -> Iterator[Sim]:
+    """A simulator of this module's own: fault knobs must not leak into other tests."""
+    with Sim.start(["--symbols", "12", "--seed", "11", "--clock-speed", "30"]) as s:
+        yield s
+
+
+@pytest.fixture
+def fnode(redis_url: str, fault_sim: Sim, namespace: str, tmp_path: Any) -> Iterator[Node]:
+    with Node.start(redis_url=redis_url, sim=fault_sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log", extra=FAST) as node:
+        yield node
+
+
+class Book:
+    """A client-side order book built from snapshot + updates, as a client would."""
+
+    def __init__(self) -> None:
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+
+    def apply(self, msg: dict[str, Any]) -> None:
+        data = msg["data"]
+        if msg["type"] == "snapshot":
+            self.bids, self.asks = dict(data["bids"]), dict(data["asks"])
+            return
+        for side, levels in ((self.bids, data["bids"]), (self.asks, data["asks"])):
+            for price, size in levels:
+                if float(size) == 0:  # "0", "0.000": removed
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+
+    def equals(self, sim_book: dict[str, Any]) -> bool:
+        return self.bids == dict(sim_book["b"]) and self.asks == dict(sim_book["a"])
+
+
+class Stream:
+    """One client stream's checker: snapshot first, seq continuous, status noted."""
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+        self.statuses: list[str] = []
+        self.snapshots = 0
+        self.book = Book()
+
+    def feed(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "status":
+            self.statuses.append(msg["data"]["status"])
+            return
+        if msg["type"] == "snapshot":
+            self.snapshots += 1
+        else:
+            assert self.seq is not None, f"update before any snapshot: {msg}"
+            assert msg["seq"] == self.seq + 1, f"seq {msg['seq']} after {self.seq}"
+        self.seq = msg["seq"]
+        if "orderbook" in msg["stream"]:
+            self.book.apply(msg)
+
+
+async def _subscribe(client: Client, names: list[str]) -> dict[str, Stream]:
+    await client.send({"op": "subscribe", "args": names})
+    reply = await client.recv_until(lambda m: m.get("op") == "subscribe")
+    assert reply["args"] == names, reply
+    return {name: Stream() for name in names}
+
+
+def _key(msg: dict[str, Any]) -> str:
+    kind, rest = msg["stream"].split(".")[2], msg["stream"].split(".")[3:]
+    return ":".join([kind, *rest])
+
+
+async def _pump(client: Client, checks: dict[str, Stream], until: Any, timeout: float = 20) -> None:
+    import asyncio
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not until():
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, "timed out: " + repr({k: vars(v) for k, v in checks.items()})
+        msg = await client.recv(timeout=remaining)
+        if "stream" in msg:
+            checks[_key(msg)].feed(msg)
+
+
+async def test_every_stream_kind_snapshot_first_then_continuous(fnode):
+    names = ["ticker:BTCUSDT", "trade:BTCUSDT", "orderbook:50:BTCUSDT", "orderbook:1:ETHUSDT",
+             "orderbook:200:SOLUSDT", "kline:1m:BTCUSDT", "liquidation:BTCUSDT"]
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, names)
+        await _pump(client, checks, lambda: all(c.snapshots for c in checks.values()))
+        await _pump(client, checks, lambda: all(
+            c.seq is not None and c.seq >= 3 for n, c in checks.items()
+            if not n.startswith("liquidation")))
+    finally:
+        await client.close()
+
+
+async def test_order_book_equals_the_simulators(fnode, fault_sim):
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, ["orderbook:50:BTCUSDT"])
+        check = checks["orderbook:50:BTCUSDT"]
+        await _pump(client, checks, lambda: check.seq is not None and check.seq > 20)
+        fault_sim.control("pause")
+        try:
+            await _pump(client, checks, lambda: check.book.equals(
+                fault_sim.control("book?symbol=BTCUSDT&depth=50")), timeout=10)
+        finally:
+            fault_sim.control("resume")
+    finally:
+        await client.close()
+
+
+async def test_dropped_upstream_tells_clients_then_restarts_with_snapshots(fnode, fault_sim):
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, ["ticker:BTCUSDT", "orderbook:50:BTCUSDT"])
+        await _pump(client, checks, lambda: all(c.snapshots for c in checks.values()))
+        fault_sim.control("fault?kind=drop")
+        await _pump(client, checks, lambda: all(
+            "stale" in c.statuses and c.snapshots >= 2 for c in checks.values()))
+        status, stats = http_get(fnode.url + "/stats")
+        assert sum(c["reconnects"] for c in stats["ingest"]["connections"]) >= 1
+    finally:
+        await client.close()
+
+
+async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim):
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, ["orderbook:50:ETHUSDT"])
+        check = checks["orderbook:50:ETHUSDT"]
+        await _pump(client, checks, lambda: check.snapshots == 1 and check.seq > 3)
+        fault_sim.control("fault?kind=gap&topic=orderbook.50.ETHUSDT")
+        await _pump(client, checks, lambda: check.snapshots >= 2)
+        assert "resync" in check.statuses
+        fault_sim.control("pause")
+        try:
+            await _pump(client, checks, lambda: check.book.equals(
+                fault_sim.control("book?symbol=ETHUSDT&depth=50")), timeout=10)
+        finally:
+            fault_sim.control("resume")
+        status, stats = http_get(fnode.url + "/stats")
+        assert sum(c["resyncs"] for c in stats["ingest"]["connections"]) >= 1
+    finally:
+        await client.close()
+
+
+async def test_stalled_upstream_is_replaced(fnode, fault_sim):
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, ["ticker:XRPUSDT"])
+        check = checks["ticker:XRPUSDT"]
+        await _pump(client, checks, lambda: check.snapshots == 1)
+        fault_sim.control("fault?kind=stall&seconds=5")
+        await _pump(client, checks, lambda: check.snapshots >= 2 and "stale" in check.statuses)
+        assert "nothing received for" in fnode.log()
+    finally:
+        await client.close()
+
+
+async def test_refused_then_rejected_connections_recover(fnode, fault_sim):
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, ["ticker:DOGEUSDT"])
+        check = checks["ticker:DOGEUSDT"]
+        await _pump(client, checks, lambda: check.snapshots == 1)
+        fault_sim.control("fault?kind=refuse&seconds=2")
+        fault_sim.control("fault?kind=drop")
+        await _pump(client, checks, lambda: check.snapshots >= 2, timeout=30)
+        assert "cannot connect" in fnode.log()
+        fault_sim.control("fault?kind=reject&seconds=2")
+        more = await _subscribe(client, ["trade:DOGEUSDT"])
+        checks.update(more)
+        wait_for(lambda: "Bybit rejected publicTrade.DOGEUSDT" in fnode.log(), 10,
+                 "the rejection to be logged")
+        fault_sim.control("fault?kind=drop")  # the new connection asks for it again
+        await _pump(client, checks, lambda: checks["trade:DOGEUSDT"].snapshots >= 1, timeout=30)
+    finally:
+        await client.close()
+
+
+async def test_delisted_symbol_is_told_to_clients(redis_url, fault_sim, namespace, tmp_path):
+    extra = FAST + ["--instruments-refresh", "1"]
+    with Node.start(redis_url=redis_url, sim=fault_sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log", extra=extra) as node:
+        client = await Client.connect(node.ws_url)
+        try:
+            checks = await _subscribe(client, ["ticker:ADAUSDT"])
+            await _pump(client, checks, lambda: checks["ticker:ADAUSDT"].snapshots == 1)
+            fault_sim.control("delist?symbol=ADAUSDT")
+            await _pump(client, checks, lambda: "delisted" in checks["ticker:ADAUSDT"].statuses)
+            await client.send({"op": "subscribe", "args": ["ticker:ADAUSDT"]})
+            reply = await client.recv_until(lambda m: m.get("op") == "subscribe")
+            assert reply["rejected"][0]["reason"] == "Unknown symbol 'ADAUSDT'"
+        finally:
+            fault_sim.control("relist?symbol=ADAUSDT")
+            await client.close()
+
+
+async def test_raw_passthrough(redis_url, fault_sim, namespace, tmp_path):
+    import json
+
+    import redis.asyncio as aioredis
+    prefix = f"{namespace}raw:bybit_"
+    with Node.start(redis_url=redis_url, sim=fault_sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log",
+                    extra=FAST + ["--raw", "--raw-prefix", prefix]):
+        r = aioredis.from_url(redis_url)
+        pubsub = r.pubsub()
+        await pubsub.subscribe(prefix + "ticker")
+        try:
+            seen = None
+            for _ in range(200):
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                if msg is not None:
+                    seen = json.loads(msg["data"])
+                    break
+            assert seen is not None and seen["topic"].startswith("tickers.")
+            assert set(seen) >= {"topic", "type", "data", "ts", "cs"}  # Bybit's own message
+        finally:
+            await pubsub.aclose()
+            await r.aclose()
