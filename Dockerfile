@@ -1,5 +1,6 @@
 # hotpath: production image. Build: docker build -t hotpath .
 # Run:   docker run -p 8080:8080 -e HOTPATH_REDIS_URL=redis://redis:6379/0 hotpath
+# compose.yaml beside this file runs it with Redis.
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /opt/hotpath
@@ -17,13 +18,15 @@ COPY --from=build /opt/hotpath /opt/hotpath
 ENV PATH=/opt/hotpath/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOTPATH_HOST=0.0.0.0 \
-    HOTPATH_PORT=8080
-USER hotpath
+    HOTPATH_PORT=8080 \
+    HOTPATH_SHUTDOWN_GRACE=5 \
+    HOTPATH_SHUTDOWN_WINDOW=10
+USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"
-# SIGTERM starts the drain: /health 503 for HOTPATH_SHUTDOWN_GRACE seconds, then clients
-# are closed with 1001 over HOTPATH_SHUTDOWN_WINDOW seconds. Give docker stop enough time:
-#   docker stop -t 30 ...   (compose: stop_grace_period: 30s)
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+# SIGTERM starts the drain: /health answers 503 for HOTPATH_SHUTDOWN_GRACE seconds, then
+# clients are closed with 1001 over HOTPATH_SHUTDOWN_WINDOW seconds. Stop with a grace
+# period longer than both: docker stop -t 30 (compose: stop_grace_period: 30s).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["hotpath", "serve"]

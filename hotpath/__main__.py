@@ -21,6 +21,7 @@ COMMANDS = {
     "gateway": "run only one gateway worker (Redis -> clients); start several for more cores",
     "sim": "run the Bybit V5 simulator (hotpath sim --help for its options)",
     "watch": "print live messages of some streams from a running hotpath",
+    "check": "validate the configuration and check Redis and the upstream; exit 0 when all is well",
 }
 
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        from hotpath.check import main as check_main
+        return check_main(config)
     if args.command == "serve":
         from hotpath import logs
         from hotpath.supervisor import serve

@@ -137,3 +137,25 @@ async def test_symbols_flag_narrows_the_universe(redis_url, sim, namespace, tmp_
             await client.close()
         assert "ignoring 1 unknown symbol(s): NOSUCHUSDT" in node.log()
         assert "serving 2" in node.log()
+
+
+def test_check_reports_what_it_reaches(redis_url, sim):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
+    good = subprocess.run([sys.executable, "-m", "hotpath", "check", "--redis-url", redis_url,
+                           "--bybit-ws-url", sim.ws_url, "--bybit-rest-url", sim.rest_url],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * 4
+    assert "20 trading USDT perpetuals" in good.stdout and "snapshot after" in good.stdout
+    bad = subprocess.run([sys.executable, "-m", "hotpath", "check", "--redis-url",
+                          "redis://127.0.0.1:1/0", "--bybit-rest-url", "http://127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert bad.returncode == 1
+    assert "FAIL redis" in bad.stdout and "FAIL upstream REST" in bad.stdout
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "hotpath", "--version"], capture_output=True,
+                         text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.startswith("hotpath ")
