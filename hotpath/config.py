@@ -59,7 +59,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     workers: int = 0  # 0: one per CPU
     max_clients: int = 10_000
     max_subscriptions: int = 100
-    read_buffer_size: int = 4096
+    read_buffer_size: int = 1024  # clients send little; picows grows it for a larger frame
     max_frame_size: int = 65_536
     max_ops_per_second: float = 10.0
     max_messages_per_second: float = 100.0

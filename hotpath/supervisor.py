@@ -40,6 +40,9 @@ def _child_main(role: str, config_json: bytes, index: int, node: NodeStats | Non
                 node_id: str) -> None:
     """Entry point of a spawned child process."""
     die_with_parent()
+    # Ctrl-C reaches the whole process group; the supervisor decides the order of the
+    # stop and sends each child SIGTERM itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = config_mod.from_json(config_json)
     if role == "ingest":
         from hotpath.ingest.service import main
@@ -177,17 +180,12 @@ class Supervisor:
         name = signal.Signals(self.stop_signal).name if self.stop_signal else "error"
         log.info("stopping (%s): %d children", name, len(self.children))
         g = self.config.gateway
-        deadline = time.monotonic() + g.shutdown_grace + g.shutdown_window + 10.0
-        for child in self.children:
-            child.terminate()
-        for child in self.children:
-            if child.process is None:
-                continue
-            child.process.join(max(0.1, deadline - time.monotonic()))
-            if child.process.is_alive():
-                log.error("%s did not stop in time; killing it", child.name)
-                child.process.kill()
-                child.process.join(5)
+        # Gateways first: while they drain (grace, then spread closes) the ingest and
+        # Redis must keep feeding them.
+        gateways = [c for c in self.children if c.role == "gateway"]
+        others = [c for c in self.children if c.role != "gateway"]
+        self._stop(gateways, g.shutdown_grace + g.shutdown_window + 10.0)
+        self._stop(others, 10.0)
         if self.sim is not None:
             self.sim.stop()
         if self.redis is not None:
@@ -195,6 +193,20 @@ class Supervisor:
         if self.port_reservation is not None:
             self.port_reservation.close()
         log.info("stopped")
+
+    @staticmethod
+    def _stop(children: list[Child], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for child in children:
+            child.terminate()
+        for child in children:
+            if child.process is None:
+                continue
+            child.process.join(max(0.1, deadline - time.monotonic()))
+            if child.process.is_alive():
+                log.error("%s did not stop in time; killing it", child.name)
+                child.process.kill()
+                child.process.join(5)
 
 
 def _replace(config: Config, section: str, **changes: Any) -> Config:

@@ -39,6 +39,34 @@ ensure_redis() {
   # Debian's package starts a system-wide Redis; hotpath starts its own private one.
 }
 
+# Chromium for the browser test (tests/browser), driven headless by Python's playwright.
+# Never fatal: without it that test skips and says why.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(uname -s)" = Darwin ]; then
+    say "chromium is missing: the browser test will be skipped (Debian/Ubuntu: apt-get install chromium)"
+    return 0
+  fi
+  apt_install chromium </dev/null || say "chromium could not be installed: the browser test will be skipped"
+  return 0
+}
+
+ensure_node() {
+  command -v node >/dev/null 2>&1 && return 0
+  apt_install nodejs </dev/null || say "Node.js could not be installed: the JavaScript tests will be skipped"
+  return 0
+}
+
+# Node 22+ has a global WebSocket; Node 20 and 21 need --experimental-websocket.
+node_websocket_flag() {
+  node -e 'process.stdout.write(typeof WebSocket === "function" ? "" : "--experimental-websocket")'
+}
+
+node_has_websocket() {
+  command -v node >/dev/null 2>&1 &&
+    node $(node_websocket_flag) -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null
+}
+
 find_python() {
   for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
     [ -n "$py" ] || continue

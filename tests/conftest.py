@@ -3,21 +3,16 @@ real ``hotpath serve`` process trees, all on loopback with free ports."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.helpers import Node, Sim, free_port, wait_for
+from tests.helpers import Node, Sim, free_port, redis_pong, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -34,16 +29,7 @@ def redis_url() -> Iterator[str]:
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", workdir,
                              "--loglevel", "warning"], stdout=subprocess.DEVNULL)
-
-    def ready() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    wait_for(ready, 10, "redis-server to answer PING")
+    wait_for(lambda: redis_pong(port), 10, "redis-server to answer PING")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)

@@ -28,6 +28,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def redis_pong(port: int) -> bool:
+    """Whether a Redis on this loopback port answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -114,8 +124,9 @@ class Node:
     @contextmanager
     def start(cls, *, redis_url: str | None, sim: Sim | None, namespace: str, log_path: Path,
               workers: int = 2, extra: list[str] | None = None,
-              env: dict[str, str] | None = None, wait_healthy: bool = True) -> Iterator[Node]:
-        port = free_port()
+              env: dict[str, str] | None = None, wait_healthy: bool = True,
+              port: int | None = None) -> Iterator[Node]:
+        port = port or free_port()
         args = [sys.executable, "-m", "hotpath", "serve", "--port", str(port), "--host",
                 "127.0.0.1", "--workers", str(workers), "--redis-namespace", namespace,
                 "--shutdown-window", "1"]
@@ -219,3 +230,45 @@ def merge_ticker(state: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
     merged = dict(state)
     merged.update(msg["data"])
     return merged
+
+
+async def until(check: Callable[[], Any], timeout: float, what: str,
+                interval: float = 0.02) -> Any:
+    """``wait_for`` for code sharing the event loop with what it waits for."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class SeqChecker:
+    """The client-side ordering contract, per stream: a snapshot first, then updates with
+    seq +1 each; a later snapshot restarts the stream; a status keeps the seq."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.snapshots: dict[str, int] = {}
+        self.updates = 0
+
+    def feed(self, msg: dict[str, Any]) -> None:
+        stream, kind, seq = msg["stream"], msg["type"], msg["seq"]
+        if kind == "snapshot":
+            assert seq >= self.last.get(stream, 0), f"snapshot went back: {msg}"
+            self.snapshots[stream] = self.snapshots.get(stream, 0) + 1
+            self.last[stream] = seq
+        elif kind == "update":
+            assert stream in self.last, f"update before any snapshot: {msg}"
+            assert seq == self.last[stream] + 1, f"seq {seq} after {self.last[stream]}: {msg}"
+            self.last[stream] = seq
+            self.updates += 1
+        else:
+            assert kind == "status", msg
+
+    def forget(self, stream: str) -> None:
+        """After an unsubscribe: the next message of ``stream`` must be a snapshot."""
+        self.last.pop(stream, None)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Collection, Protocol
 
-from hotpath.protocol.wsframe import text_frame as frame  # noqa: F401 - the gateway's name
-
 log = logging.getLogger("hotpath.gateway.fanout")
 
 SLOW_CONSUMER = 1008
@@ -55,7 +53,9 @@ class Fanout:
         for client in dirty:
             frames, client.out = client.out, []
             self.writes += 1
-            buffered = client.write_frames(frames)
-            if buffered > self.hard_limit:
-                self.slow_closed += 1
-                client.close(SLOW_CONSUMER, "slow consumer")
+            if client.write_frames(frames) > self.hard_limit:
+                self.close_slow(client)
+
+    def close_slow(self, client: Sink) -> None:
+        self.slow_closed += 1
+        client.close(SLOW_CONSUMER, "slow consumer")

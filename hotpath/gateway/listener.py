@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import picows
 
-from hotpath.gateway.fanout import frame
 from hotpath.gateway.limits import TokenBucket
+from hotpath.protocol.wsframe import text_frame as frame
 
 if TYPE_CHECKING:
     from hotpath.gateway.worker import Worker
@@ -19,10 +20,18 @@ log = logging.getLogger("hotpath.gateway.client")
 # A closing client that has not answered our close frame after this many seconds is
 # aborted: a reader that stopped must not pin our memory.
 CLOSE_TIMEOUT = 5.0
+INTERNAL_ERROR = 1011
 
 
-class Client(picows.WSListener):  # type: ignore[misc]
-    """A WebSocket client. Identity-hashable; lives in the worker's registry."""
+class Client(picows.WSListener):
+    """A WebSocket client. Identity-hashable; lives in the worker's registry.
+
+    An exception while handling one of its frames closes this client alone (1011) and
+    is logged once; later frames of a closing client are ignored.
+    """
+
+    __slots__ = ("worker", "forwarded_for", "initial", "ip", "out", "transport", "raw",
+                 "last_seen", "behind_since", "closing", "messages", "ops", "violations")
 
     def __init__(self, worker: Worker, forwarded_for: str, initial: list[str]) -> None:
         super().__init__()
@@ -46,11 +55,32 @@ class Client(picows.WSListener):  # type: ignore[misc]
         self.transport = transport
         self.raw = transport.underlying_transport
         g = self.worker.config.gateway
-        # Past the soft bound uvloop calls pause_writing: latest-value streams are held back.
+        # Past the soft bound the transport calls pause_writing: latest-value streams are
+        # held back.
         self.raw.set_write_buffer_limits(high=g.send_buffer_soft, low=g.send_buffer_soft // 4)
-        self.worker.client_connected(self)
+        try:
+            if g.socket_send_buffer > 0:
+                sock = self.raw.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, g.socket_send_buffer)
+            self.worker.client_connected(self)
+        except Exception:
+            self._failed("a new connection")
 
     def on_ws_frame(self, transport: picows.WSTransport, ws_frame: picows.WSFrame) -> None:
+        try:
+            self._on_frame(transport, ws_frame)
+        except Exception:
+            self._failed("a message")
+
+    def _failed(self, what: str) -> None:
+        # Our bug, not the client's: this client goes, the worker lives on. Logged once
+        # per client, because a closing client's frames are not handled any more.
+        log.exception("error handling %s of client %s; closing it with %d", what,
+                      self.ip or "?", INTERNAL_ERROR)
+        self.worker.errors += 1
+        self.close(INTERNAL_ERROR, "internal error")
+
+    def _on_frame(self, transport: picows.WSTransport, ws_frame: picows.WSFrame) -> None:
         self.last_seen = time.monotonic()
         msg_type = ws_frame.msg_type
         if self.closing:
@@ -58,13 +88,13 @@ class Client(picows.WSListener):  # type: ignore[misc]
                 transport.disconnect()
             return
         if msg_type == picows.WSMsgType.TEXT and ws_frame.fin:
-            self.worker.handle_text(self, ws_frame.get_payload_as_memoryview())
+            self.worker.ops.handle_text(self, ws_frame.get_payload_as_memoryview())
         elif msg_type == picows.WSMsgType.CLOSE:
             transport.send_close(ws_frame.get_close_code(), ws_frame.get_close_message())
             transport.disconnect()
         elif msg_type in (picows.WSMsgType.BINARY, picows.WSMsgType.CONTINUATION,
                           picows.WSMsgType.TEXT):  # TEXT here: a fragment (fin unset)
-            self.worker.handle_unsupported(self)
+            self.worker.ops.handle_unsupported(self)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         self.worker.client_disconnected(self)
@@ -77,8 +107,11 @@ class Client(picows.WSListener):  # type: ignore[misc]
 
     def send(self, payload: bytes) -> None:
         """Send one message now (replies to ops; never called inside a fan-out batch)."""
-        if self.raw is not None and not self.closing:
-            self.raw.write(frame(payload))
+        raw = self.raw
+        if raw is not None and not self.closing:
+            raw.write(frame(payload))
+            if raw.get_write_buffer_size() > self.worker.fanout.hard_limit:
+                self.worker.fanout.close_slow(self)  # asks, never reads the answers
 
     def write_frames(self, frames: list[bytes]) -> int:
         raw = self.raw
@@ -88,7 +121,7 @@ class Client(picows.WSListener):  # type: ignore[misc]
             raw.write(frames[0])
         else:
             raw.writelines(frames)
-        return raw.get_write_buffer_size()
+        return int(raw.get_write_buffer_size())
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; hang up when the peer answers it, or abort after a timeout.

@@ -25,6 +25,8 @@ _METRICS: dict[str, tuple[str, str, str]] = {
     "gaps": ("hotpath_redis_gaps", "counter", "seq gaps seen on Redis (healed by a snapshot)"),
     "snapshots_requested": ("hotpath_snapshot_requests", "counter",
                             "snapshot requests sent to the ingest"),
+    "client_errors": ("hotpath_client_errors", "counter",
+                      "clients closed 1011 after an error in our handling of them"),
 }
 
 

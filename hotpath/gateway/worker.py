@@ -1,44 +1,39 @@
 """One gateway worker process: a picows server on the shared port (SO_REUSEPORT),
-its clients, its Redis subscriptions, and the fan-out between them."""
+its clients, and the housekeeping around them. The Redis side is ``feed``, client
+operations are ``ops``, the per-message fan-out is ``fanout``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
 import socket
 import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
-import msgspec
 import picows
-import uvloop
 
 from hotpath import __version__, logs
-from hotpath.bus.channels import HEADER_SIZE, REPLY, SNAPSHOT, UPDATE, Channels
-from hotpath.bus.publisher import Publisher
-from hotpath.bus.status import IngestStatus
-from hotpath.bus.status import decoder as status_decoder
-from hotpath.bus.subscriber import Subscriber
+from hotpath.runtime import run_until_signalled
 from hotpath.config import Config
 from hotpath.gateway import http, stats
-from hotpath.gateway.fanout import SLOW_CONSUMER, Fanout, frame
+from hotpath.gateway.static import static_response
+from hotpath.gateway.fanout import Fanout
+from hotpath.gateway.feed import INGEST_FRESH, Feed
 from hotpath.gateway.listener import Client
-from hotpath.gateway.registry import Registry, Slot
+from hotpath.gateway.ops import ClientOps
+from hotpath.gateway.registry import Registry
 from hotpath.gateway.shared import NodeStats
 from hotpath.protocol import client_ops, streams
-from hotpath.protocol.client_ops import Ping, Rejected, Subscribe, SubscriptionReply, Unsubscribe
+from hotpath.protocol.client_ops import Subscribe
 
 log = logging.getLogger("hotpath.gateway")
 
-INGEST_FRESH = 3.0  # seconds: an ingest status older than this means the ingest is down
 HOUSEKEEPING = 0.5
 IDLE_SCAN = 5.0  # seconds between idle-timeout scans of all clients
-MAX_VIOLATIONS = 100  # rate-limited messages in a row before the client is closed
-_encoder = msgspec.json.Encoder()
+DRAIN_WAIT = 2.0  # seconds to let the last closes be answered before the listener goes
 
 
 class Worker:
@@ -48,76 +43,66 @@ class Worker:
         self.node = node
         self.node_id = node_id
         self.loop = asyncio.get_running_loop()
-        self.channels = Channels(config.redis.namespace)
         self.registry: Registry[Client] = Registry()
         self.fanout = Fanout(config.gateway.send_buffer_hard)
+        self.feed = Feed(config, self.registry, self.fanout, f"{node_id}/{index}",
+                         f"gateway-{index}")
+        self.ops = ClientOps(config.gateway, self.registry, self.feed)
         self.trusted = frozenset(config.gateway.trusted_proxies)
         self.origins = frozenset(config.gateway.allowed_origins)
-        self.msgs_in = 0
-        self.rate_limited = 0
+        self.behind: set[Client] = set()  # clients past the soft bound
         self.slow_paused = 0
         self.rejected = 0
-        self.snapshot_requests = 0
+        self.errors = 0
+        self.connections_total = 0
         self.previous: tuple[float, dict[str, int]] | None = None
         self.rates: dict[str, float] = {}
-        self.symbols: frozenset[str] = frozenset()
-        self.ingest: IngestStatus | None = None
-        self.ingest_seen = 0.0
         self.draining = False
-        self.to_request: set[str] = set()
-        self.request_scheduled = False
-        self.gaps = 0
-        self.unexpected = 0
-        self.connections_total = 0
-        url = config.redis.url
-        self.publisher = Publisher(url, f"gateway-{index}-publisher")
-        self.subscriber = Subscriber(url, f"gateway-{index}-subscriber",
-                                     on_message=self.on_message, on_batch_end=self.fanout.flush,
-                                     on_connected=self._ask_status,
-                                     on_disconnected=self._redis_lost,
-                                     on_subscribed=self.on_subscribed)
         self.server: asyncio.Server | None = None
+        self.port = config.gateway.port
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.publisher.start()
-        self.subscriber.subscribe([self.channels.status])
-        await self.subscriber.start()
-        if not await self.subscriber.wait_connected(5.0):
+        if not await self.feed.start(5.0):
             log.warning("Redis not reachable yet; accepting clients anyway (/health says 503)")
         g = self.config.gateway
         self.server = await picows.ws_create_server(
             self.route, g.host, g.port, reuse_port=True, max_frame_size=g.max_frame_size,
             read_buffer_init_size=g.read_buffer_size, enable_auto_pong=True,
             websocket_handshake_timeout=10, logger_name=f"gateway-{self.index}")
-        log.info("worker %d listening on %s:%d", self.index, g.host, g.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("worker %d listening on %s:%d", self.index, g.host, self.port)
         self.node.set(self.index, "pid", os.getpid())
         housekeeping = asyncio.create_task(self._housekeeping())
         await stop.wait()
         await self._drain()
         housekeeping.cancel()
         self.server.close()
-        await self.subscriber.close()
-        await self.publisher.close()
+        await self.feed.close()
 
     async def _drain(self) -> None:
-        """503 on /health, serve for the grace period, then close clients spread out."""
+        """503 on /health, serve for the grace period, then close clients spread out.
+
+        The listener stays open throughout (upgrades get 503): closing an SO_REUSEPORT
+        listener drops the connections queued on it.
+        """
         g = self.config.gateway
         self.draining = True
-        clients = list(self.registry.clients)
-        log.info("draining: %d clients, grace %.1fs, closes spread over %.1fs", len(clients),
-                 g.shutdown_grace, g.shutdown_window)
+        log.info("draining: %d clients, grace %.1fs, closes spread over %.1fs",
+                 len(self.registry.clients), g.shutdown_grace, g.shutdown_window)
         if g.shutdown_grace > 0:
             await asyncio.sleep(g.shutdown_grace)
         clients = list(self.registry.clients)
-        step = g.shutdown_window / len(clients) if clients else 0.0
-        for client in clients:
-            client.close(1001, "going away")
-            if step:
-                await asyncio.sleep(step)
-        deadline = time.monotonic() + 2.0
-        while self.registry.clients and time.monotonic() < deadline:
+        start = self.loop.time()
+        for i, client in enumerate(clients):
+            delay = start + g.shutdown_window * i / len(clients) - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if client in self.registry.clients:
+                client.close(1001, "going away")
+        deadline = self.loop.time() + DRAIN_WAIT
+        while self.registry.clients and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
 
     # -- HTTP and connections ------------------------------------------------------------
@@ -136,6 +121,11 @@ class Worker:
                                       "text/plain; version=0.0.4; charset=utf-8")
         if path == "/":
             return http.json_response(200, self.info())
+        if path == "/symbols":
+            return http.json_response(200, {"symbols": sorted(self.feed.symbols)})
+        static = static_response(path)
+        if static is not None:
+            return static
         return http.json_response(404, {"error": "NOT_FOUND", "message": f"no route {path}"})
 
     def _upgrade(self, request: picows.WSUpgradeRequest, query: str) -> Any:
@@ -166,7 +156,7 @@ class Worker:
             client.close(1008, f"too many connections from {client.ip} (limit {limit})")
             return
         if client.initial:
-            self.subscribe(client, Subscribe(args=list(client.initial)))
+            self.ops.subscribe(client, Subscribe(args=list(client.initial)))
 
     def _client_ip(self, client: Client) -> str:
         peer = client.raw.get_extra_info("peername") if client.raw is not None else None
@@ -180,250 +170,60 @@ class Worker:
         self.registry.remove_client(client, time.monotonic())
         self.node.ip_add(self.index, client.ip, -1)
         self.node.set(self.index, "clients", len(self.registry.clients))
+        self.behind.discard(client)
         client.out = []
 
     def client_behind(self, client: Client) -> None:
         """Past the soft bound: hold back latest-value streams until it drains."""
         self.slow_paused += 1
         client.behind_since = time.monotonic()
+        self.behind.add(client)
         self.registry.pause(client)
 
     def client_drained(self, client: Client) -> None:
         client.behind_since = 0.0
-        for slot in self.registry.resume(client):
-            if slot.subscribed and not slot.requested_at:
-                self._request(slot)
+        self.behind.discard(client)
+        self.feed.resume(client)
 
-    # -- client ops ---------------------------------------------------------------------
-
-    def handle_text(self, client: Client, payload: memoryview) -> None:
-        self.msgs_in += 1
-        now = client.last_seen
-        if not client.messages.take(now):
-            self._rate_limited(client, "messages", self.config.gateway.max_messages_per_second)
-            return
-        op = client_ops.decode_op(payload)
-        if isinstance(op, (Subscribe, Unsubscribe)) and not client.ops.take(now):
-            self._rate_limited(client, "subscribe/unsubscribe ops",
-                               self.config.gateway.max_ops_per_second, op.req_id)
-            return
-        client.violations = 0
-        if isinstance(op, client_ops.ErrorReply):
-            client.send(client_ops.encode(op))
-        elif isinstance(op, Ping):
-            client.send(client_ops.encode(client_ops.Pong(int(time.time() * 1000), op.req_id)))
-        elif isinstance(op, Subscribe):
-            self.subscribe(client, op)
-        elif isinstance(op, Unsubscribe):
-            self.unsubscribe(client, op)
-
-    def _rate_limited(self, client: Client, what: str, limit: float,
-                      req_id: client_ops.ReqId = None) -> None:
-        self.rate_limited += 1
-        client.violations += 1
-        if client.violations > MAX_VIOLATIONS:
-            client.close(1008, "rate limit exceeded")
-            return
-        client.send(client_ops.error(f"Rate limit: at most {limit:g} {what} per second",
-                                     client_ops.TOO_MANY, client_ops.RATE_LIMITED, req_id))
-
-    def handle_unsupported(self, client: Client) -> None:
-        client.send(client_ops.error("Only unfragmented text frames carrying JSON are accepted",
-                                     client_ops.BAD_REQUEST, client_ops.INVALID_OPERATION))
-
-    def subscribe(self, client: Client, op: Subscribe) -> None:
-        if not self.symbols:
-            client.send(client_ops.error("Instrument list not available yet; try again shortly",
-                                         client_ops.UNAVAILABLE, client_ops.SERVICE_UNAVAILABLE,
-                                         op.req_id))
-            return
-        limit = self.config.gateway.max_subscriptions
-        current = self.registry.streams_of(client)
-        accepted: list[str] = []
-        rejected: list[Rejected] = []
-        for arg in op.args:
-            try:
-                stream = streams.parse(arg, self.symbols)
-            except streams.StreamError as exc:
-                rejected.append(Rejected(arg, str(exc)))
-                continue
-            if stream.name not in current and len(current) >= limit:
-                rejected.append(Rejected(arg, f"{client_ops.TOO_MANY_SUBSCRIPTIONS}: at most "
-                                              f"{limit} streams per connection"))
-                continue
-            if stream.name not in accepted:
-                accepted.append(stream.name)
-            if stream.name not in current:
-                self._join(client, stream)
-        reply = SubscriptionReply("subscribe", bool(accepted), accepted, rejected or None,
-                                  op.req_id)
-        client.send(client_ops.encode(reply))
-        if any(r.reason.startswith(client_ops.TOO_MANY_SUBSCRIPTIONS) for r in rejected):
-            client.send(client_ops.error(f"Too many subscriptions: the limit is {limit}",
-                                         client_ops.TOO_MANY, client_ops.TOO_MANY_SUBSCRIPTIONS,
-                                         op.req_id))
-
-    def _join(self, client: Client, stream: streams.Stream) -> None:
-        slot, created = self.registry.subscribe(client, stream, self.channels.stream(stream))
-        if created:
-            self.subscriber.subscribe([slot.channel])  # snapshot asked once Redis confirms
-        elif slot.subscribed and not slot.requested_at:
-            self._request(slot)
-
-    def unsubscribe(self, client: Client, op: Unsubscribe) -> None:
-        current = self.registry.streams_of(client)
-        removed: list[str] = []
-        rejected: list[Rejected] = []
-        now = time.monotonic()
-        for arg in op.args:
-            try:
-                name = streams.parse(arg).name
-            except streams.StreamError as exc:
-                rejected.append(Rejected(arg, str(exc)))
-                continue
-            if name in current:
-                self.registry.unsubscribe(client, name, now)
-                removed.append(name)
-            elif name not in removed:
-                rejected.append(Rejected(arg, "Not subscribed"))
-        reply = SubscriptionReply("unsubscribe", bool(removed), removed, rejected or None,
-                                  op.req_id)
-        client.send(client_ops.encode(reply))
-
-    # -- Redis side: the hot path ---------------------------------------------------------
-
-    def on_message(self, channel: bytes, payload: bytes) -> None:
-        slot = self.registry.slots.get(channel)
-        if slot is None:
-            if channel == self.channels.status:
-                self._on_status(payload)
-            else:
-                self.unexpected += 1  # e.g. a stream unsubscribed a moment ago
-            return
-        if len(payload) <= HEADER_SIZE:
-            self.unexpected += 1
-            return
-        kind = payload[0]
-        seq = int.from_bytes(payload[1:HEADER_SIZE], "big")
-        slot.messages += 1
-        if kind == UPDATE:
-            last, slot.seq = slot.seq, seq
-            if not slot.live:
-                return
-            if seq != last + 1:
-                self._gap(slot, last, seq)
-                return
-            targets = slot.live
-        elif kind == SNAPSHOT:
-            slot.seq = seq
-            slot.promote()
-            targets = slot.live
-        elif kind == REPLY:
-            if not slot.pending:
-                return
-            if slot.live and slot.seq != seq:
-                slot.demote()  # this worker missed messages: everyone restarts from here
-            slot.seq = seq
-            targets = slot.promote()
-        else:
-            self.unexpected += 1
-            return
-        if targets:
-            self.fanout.queue(targets, frame(memoryview(payload)[HEADER_SIZE:]))
-
-    def _gap(self, slot: Slot[Client], last: int, seq: int) -> None:
-        self.gaps += 1
-        log.warning("%s: seq %d after %d on Redis; fresh snapshot for %d clients",
-                    slot.stream.name, seq, last, len(slot.live))
-        slot.demote()
-        self._request(slot)
-
-    def on_subscribed(self, channel: bytes) -> None:
-        slot = self.registry.slots.get(channel)
-        if slot is None:
-            return
-        slot.subscribed = True
-        if slot.live:
-            slot.demote()  # after a Redis reconnect: updates may have been missed
-        if slot.pending:
-            self._request(slot)
-
-    def _request(self, slot: Slot[Client]) -> None:
-        self.snapshot_requests += 1
-        slot.requested_at = time.monotonic()
-        self.to_request.add(slot.stream.name)
-        if not self.request_scheduled:
-            self.request_scheduled = True
-            self.loop.call_soon(self._send_requests)
-
-    def _send_requests(self) -> None:
-        self.request_scheduled = False
-        names, self.to_request = sorted(self.to_request), set()
-        if names:
-            self.publisher.publish(self.channels.control,
-                                   _encoder.encode({"op": "snapshot", "streams": names}))
-
-    def _redis_lost(self) -> None:
-        for slot in self.registry.slots.values():
-            slot.subscribed = False
-            slot.requested_at = 0.0
-
-    def _ask_status(self) -> None:
-        self.publisher.publish(self.channels.control, b'{"op":"status"}')
-
-    def _on_status(self, payload: bytes) -> None:
-        try:
-            status = status_decoder.decode(payload)
-        except msgspec.MsgspecError:
-            self.unexpected += 1
-            return
-        if self.ingest is None or status.symbols != self.ingest.symbols:
-            self.symbols = frozenset(status.symbols)
-            log.info("instrument list: %d symbols", len(self.symbols))
-        self.ingest = status
-        self.ingest_seen = time.monotonic()
+    # -- housekeeping ---------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
         last_idle_scan = time.monotonic()
+        g = self.config.gateway
         while True:
             await asyncio.sleep(HOUSEKEEPING)
             now = time.monotonic()
-            self._retry_snapshots(now)
-            idle = self.registry.idle_slots(now, self.config.gateway.stream_linger)
-            if idle:
-                self.subscriber.unsubscribe([s.channel for s in idle])
-                for slot in idle:
-                    self.registry.drop_slot(slot)
-            if now - last_idle_scan >= min(IDLE_SCAN, self.config.gateway.idle_timeout / 2):
+            self.feed.retry_snapshots(now)
+            self.feed.drop_idle(now)
+            self.feed.refresh_demand(now)
+            self.feed.check_ingest(now)
+            self._close_slow(now)
+            if now - last_idle_scan >= min(IDLE_SCAN, g.idle_timeout / 2):
                 last_idle_scan = now
-                self._close_idle_and_slow(now)
+                self._close_idle(now)
             self._publish_row(now)
 
-    def _retry_snapshots(self, now: float) -> None:
-        if not self.subscriber.connected:
-            return
-        timeout = self.config.gateway.snapshot_timeout
-        for slot in self.registry.slots.values():
-            if slot.pending and slot.requested_at and now - slot.requested_at > timeout:
-                self._request(slot)
+    def _close_slow(self, now: float) -> None:
+        timeout = self.config.gateway.slow_consumer_timeout
+        for client in [c for c in self.behind if now - c.behind_since > timeout]:
+            self.behind.discard(client)
+            self.fanout.close_slow(client)
 
-    def _close_idle_and_slow(self, now: float) -> None:
-        g = self.config.gateway
-        for client in list(self.registry.clients):
-            if now - client.last_seen > g.idle_timeout:
-                client.close(1001, "idle timeout")
-            elif client.behind_since and now - client.behind_since > g.slow_consumer_timeout:
-                self.fanout.slow_closed += 1
-                client.close(SLOW_CONSUMER, "slow consumer")
+    def _close_idle(self, now: float) -> None:
+        timeout = self.config.gateway.idle_timeout
+        for client in [c for c in self.registry.clients if now - c.last_seen > timeout]:
+            client.close(1001, "idle timeout")
 
     def _publish_row(self, now: float) -> None:
+        feed = self.feed
         row = {"heartbeat_ms": int(time.time() * 1000), "clients": len(self.registry.clients),
                "connections_total": self.connections_total, "rejected_connections": self.rejected,
-               "msgs_in": self.msgs_in, "frames_out": self.fanout.frames_out,
+               "msgs_in": self.ops.msgs_in, "frames_out": self.fanout.frames_out,
                "bytes_out": self.fanout.bytes_out, "writes": self.fanout.writes,
-               "redis_messages": self.subscriber.messages, "slow_paused": self.slow_paused,
-               "slow_closed": self.fanout.slow_closed, "rate_limited": self.rate_limited,
-               "gaps": self.gaps, "snapshots_requested": self.snapshot_requests}
+               "redis_messages": feed.subscriber.messages, "slow_paused": self.slow_paused,
+               "slow_closed": self.fanout.slow_closed, "rate_limited": self.ops.rate_limited,
+               "gaps": feed.gaps, "snapshots_requested": feed.snapshot_requests,
+               "client_errors": self.errors}
         by_kind = Counter({k: 0 for k in streams.KINDS})
         for slot in self.registry.slots.values():
             by_kind[slot.stream.kind] += len(slot)
@@ -442,12 +242,13 @@ class Worker:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         down = []
-        if not (self.subscriber.connected and self.publisher.connected):
+        if not self.feed.connected:
             down.append("redis")
-        age = time.monotonic() - self.ingest_seen if self.ingest_seen else None
+        age = self.feed.ingest_age(time.monotonic())
+        ingest = self.feed.ingest
         if age is None or age > INGEST_FRESH:
             down.append("ingest")
-        elif self.ingest is not None and not self.ingest.upstream_ok:
+        elif ingest is not None and not ingest.upstream_ok:
             down.append("upstream")
         if self.draining:
             down.append("draining")
@@ -455,18 +256,19 @@ class Worker:
                 "worker": self.index, "pid": os.getpid(),
                 "clients": len(self.registry.clients),
                 "ingest_age": round(age, 3) if age is not None else None,
-                "upstream": self.ingest.connections if self.ingest is not None else []}
+                "upstream": ingest.connections if ingest is not None else []}
         return not down, body
 
     def _ingest_view(self) -> dict[str, Any] | None:
-        if self.ingest is None:
+        ingest = self.feed.ingest
+        if ingest is None:
             return None
-        age = time.monotonic() - self.ingest_seen
+        age = time.monotonic() - self.feed.ingest_seen
         return {"fresh": age <= INGEST_FRESH, "age": round(age, 3),
-                "upstream_ok": self.ingest.upstream_ok, "upstream_url": self.ingest.upstream_url,
-                "connections": self.ingest.connections, "symbols": len(self.ingest.symbols),
-                "bad_messages": self.ingest.bad_messages, "published": self.ingest.published,
-                "redis_dropped": self.ingest.redis_dropped}
+                "upstream_ok": ingest.upstream_ok, "upstream_url": ingest.upstream_url,
+                "connections": ingest.connections, "symbols": len(ingest.symbols),
+                "bad_messages": ingest.bad_messages, "published": ingest.published,
+                "redis_dropped": ingest.redis_dropped}
 
     def stats(self) -> dict[str, Any]:
         node = {"id": self.node_id, "workers": self.node.workers, "answered_by": self.index,
@@ -478,7 +280,8 @@ class Worker:
         return {
             "name": "hotpath", "version": __version__,
             "endpoints": {"websocket": "/ws", "health": "/health", "stats": "/stats",
-                          "metrics": "/metrics", "info": "/"},
+                          "metrics": "/metrics", "info": "/", "symbols": "/symbols",
+                          "dashboard": "/dashboard", "client": "/client.js"},
             "streams": {"ticker": "ticker:{SYMBOL} (alias tickers.{SYMBOL})",
                         "kline": "kline:{INTERVAL}:{SYMBOL}", "trade": "trade:{SYMBOL}",
                         "orderbook": "orderbook:{DEPTH}:{SYMBOL}",
@@ -492,7 +295,7 @@ class Worker:
                        "send_buffer_soft": g.send_buffer_soft,
                        "send_buffer_hard": g.send_buffer_hard,
                        "max_connections_per_ip": g.max_connections_per_ip},
-            "symbols": len(self.symbols),
+            "symbols": len(self.feed.symbols),
         }
 
 
@@ -503,13 +306,9 @@ def main(config: Config, index: int, node: NodeStats | None = None, node_id: str
         node, index = NodeStats(1), 0
     node_id = node_id or f"{socket.gethostname()}:{config.gateway.port}"
 
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    async def _main(stop: asyncio.Event) -> None:
         await Worker(config, index, node, node_id).run(stop)
 
-    uvloop.run(_main())
+    run_until_signalled(_main)
     log.info("worker %d stopped", index)
     return 0

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from collections import Counter
 
 import msgspec
-import uvloop
 
 from hotpath import logs
+from hotpath.runtime import run_until_signalled
 from hotpath.bus import control
 from hotpath.bus.channels import REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pack
 from hotpath.bus.publisher import Publisher
@@ -76,7 +75,10 @@ class Ingest:
         self.started = time.time()
         url = config.redis.url
         self.publisher = Publisher(url, "ingest-publisher", on_connected=self._publish_status)
-        self.control = Subscriber(url, "ingest-control", on_message=self._on_control)
+        # A (re)connected control channel may have missed requests: say we are here, and
+        # gateways send their demand and pending snapshot requests again.
+        self.control = Subscriber(url, "ingest-control", on_message=self._on_control,
+                                  on_connected=self._publish_status)
         self.rest = BybitRest(config.rest_url)
         self.upstream = Upstream(config.ws_url, self, config.upstream)
         self._tasks: list[asyncio.Task[None]] = []
@@ -339,13 +341,9 @@ def main(config: Config) -> int:
     """Run the ingest until SIGTERM or SIGINT."""
     logs.setup("ingest", config.log.level, config.log.format)
 
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    async def _main(stop: asyncio.Event) -> None:
         await Ingest(config).run(stop)
 
-    uvloop.run(_main())
+    run_until_signalled(_main)
     log.info("stopped")
     return 0

@@ -75,6 +75,11 @@ class Stream:
             self.book.apply(msg)
 
 
+def _ingest_total(node: Node, field: str) -> int:
+    status, stats = http_get(node.url + "/stats")
+    return sum(c[field] for c in (stats.get("ingest") or {}).get("connections", []))
+
+
 async def _subscribe(client: Client, names: list[str]) -> dict[str, Stream]:
     await client.send({"op": "subscribe", "args": names})
     reply = await client.recv_until(lambda m: m.get("op") == "subscribe")
@@ -136,8 +141,7 @@ async def test_dropped_upstream_tells_clients_then_restarts_with_snapshots(fnode
         fault_sim.control("fault?kind=drop")
         await _pump(client, checks, lambda: all(
             "stale" in c.statuses and c.snapshots >= 2 for c in checks.values()))
-        status, stats = http_get(fnode.url + "/stats")
-        assert sum(c["reconnects"] for c in stats["ingest"]["connections"]) >= 1
+        wait_for(lambda: _ingest_total(fnode, "reconnects") >= 1, 5, "/stats to count it")
     finally:
         await client.close()
 
@@ -157,8 +161,7 @@ async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim):
                 fault_sim.control("book?symbol=ETHUSDT&depth=50")), timeout=10)
         finally:
             fault_sim.control("resume")
-        status, stats = http_get(fnode.url + "/stats")
-        assert sum(c["resyncs"] for c in stats["ingest"]["connections"]) >= 1
+        wait_for(lambda: _ingest_total(fnode, "resyncs") >= 1, 5, "/stats to count it")
     finally:
         await client.close()
 
@@ -191,6 +194,8 @@ async def test_refused_then_rejected_connections_recover(fnode, fault_sim):
         checks.update(more)
         wait_for(lambda: "Bybit rejected publicTrade.DOGEUSDT" in fnode.log(), 10,
                  "the rejection to be logged")
+        wait_for(lambda: not fault_sim.control("stats")["faults"].get("reject"), 10,
+                 "the reject window to end")
         fault_sim.control("fault?kind=drop")  # the new connection asks for it again
         await _pump(client, checks, lambda: checks["trade:DOGEUSDT"].snapshots >= 1, timeout=30)
     finally:

@@ -1,0 +1,122 @@
+"""Client operations of one worker: rate limits, subscribe, unsubscribe, ping.
+
+Every reply goes out at once with ``Client.send``; stream data follows later, when
+the stream's snapshot arrives (see ``feed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from hotpath.protocol import client_ops, streams
+from hotpath.protocol.client_ops import Ping, Rejected, Subscribe, SubscriptionReply, Unsubscribe
+
+if TYPE_CHECKING:
+    from hotpath.config import GatewayConfig
+    from hotpath.gateway.feed import Feed
+    from hotpath.gateway.listener import Client
+    from hotpath.gateway.registry import Registry
+
+log = logging.getLogger("hotpath.gateway")
+
+MAX_VIOLATIONS = 100  # rate-limited messages in a row before the client is closed
+
+
+class ClientOps:
+    """Decodes each client message and answers it; counts what it saw."""
+
+    def __init__(self, config: GatewayConfig, registry: Registry[Client], feed: Feed) -> None:
+        self.config = config
+        self.registry = registry
+        self.feed = feed
+        self.msgs_in = 0
+        self.rate_limited = 0
+
+    def handle_text(self, client: Client, payload: memoryview) -> None:
+        self.msgs_in += 1
+        now = client.last_seen
+        if not client.messages.take(now):
+            self._rate_limited(client, "messages", self.config.max_messages_per_second)
+            return
+        op = client_ops.decode_op(payload)
+        if isinstance(op, (Subscribe, Unsubscribe)) and not client.ops.take(now):
+            self._rate_limited(client, "subscribe/unsubscribe ops",
+                               self.config.max_ops_per_second, op.req_id)
+            return
+        client.violations = 0
+        if isinstance(op, client_ops.ErrorReply):
+            client.send(client_ops.encode(op))
+        elif isinstance(op, Ping):
+            client.send(client_ops.encode(client_ops.Pong(int(time.time() * 1000), op.req_id)))
+        elif isinstance(op, Subscribe):
+            self.subscribe(client, op)
+        elif isinstance(op, Unsubscribe):
+            self.unsubscribe(client, op)
+
+    def handle_unsupported(self, client: Client) -> None:
+        client.send(client_ops.error("Only unfragmented text frames carrying JSON are accepted",
+                                     client_ops.BAD_REQUEST, client_ops.INVALID_OPERATION))
+
+    def _rate_limited(self, client: Client, what: str, limit: float,
+                      req_id: client_ops.ReqId = None) -> None:
+        self.rate_limited += 1
+        client.violations += 1
+        if client.violations > MAX_VIOLATIONS:
+            client.close(1008, "rate limit exceeded")
+            return
+        client.send(client_ops.error(f"Rate limit: at most {limit:g} {what} per second",
+                                     client_ops.TOO_MANY, client_ops.RATE_LIMITED, req_id))
+
+    def subscribe(self, client: Client, op: Subscribe) -> None:
+        if not self.feed.symbols:
+            client.send(client_ops.error("Instrument list not available yet; try again shortly",
+                                         client_ops.UNAVAILABLE, client_ops.SERVICE_UNAVAILABLE,
+                                         op.req_id))
+            return
+        limit = self.config.max_subscriptions
+        current = self.registry.streams_of(client)
+        accepted: list[str] = []
+        rejected: list[Rejected] = []
+        for arg in op.args:
+            try:
+                stream = streams.parse(arg, self.feed.symbols)
+            except streams.StreamError as exc:
+                rejected.append(Rejected(arg, str(exc)))
+                continue
+            if stream.name not in current and len(current) >= limit:
+                rejected.append(Rejected(arg, f"{client_ops.TOO_MANY_SUBSCRIPTIONS}: at most "
+                                              f"{limit} streams per connection"))
+                continue
+            if stream.name not in accepted:
+                accepted.append(stream.name)
+            if stream.name not in current:
+                self.feed.join(client, stream)
+        reply = SubscriptionReply("subscribe", bool(accepted), accepted, rejected or None,
+                                  op.req_id)
+        client.send(client_ops.encode(reply))
+        if any(r.reason.startswith(client_ops.TOO_MANY_SUBSCRIPTIONS) for r in rejected):
+            client.send(client_ops.error(f"Too many subscriptions: the limit is {limit}",
+                                         client_ops.TOO_MANY, client_ops.TOO_MANY_SUBSCRIPTIONS,
+                                         op.req_id))
+
+    def unsubscribe(self, client: Client, op: Unsubscribe) -> None:
+        current = self.registry.streams_of(client)
+        removed: list[str] = []
+        rejected: list[Rejected] = []
+        now = time.monotonic()
+        for arg in op.args:
+            try:
+                name = streams.parse(arg).name
+            except streams.StreamError as exc:
+                rejected.append(Rejected(arg, str(exc)))
+                continue
+            if name in current:
+                self.registry.unsubscribe(client, name, now)
+                removed.append(name)
+            elif name not in removed:
+                rejected.append(Rejected(arg, "Not subscribed"))
+        reply = SubscriptionReply("unsubscribe", bool(removed), removed, rejected or None,
+                                  op.req_id)
+        client.send(client_ops.encode(reply))
