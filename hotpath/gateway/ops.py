@@ -69,7 +69,19 @@ class ClientOps:
         client.send(client_ops.error(f"Rate limit: at most {limit:g} {what} per second",
                                      client_ops.TOO_MANY, client_ops.RATE_LIMITED, req_id))
 
+    def _too_many_args(self, client: Client, op: Subscribe | Unsubscribe) -> bool:
+        """More args than a connection could ever hold: refuse the whole request."""
+        most = 2 * self.config.max_subscriptions
+        if len(op.args) <= most:
+            return False
+        client.send(client_ops.error(f"Too many args in one request: {len(op.args)} > {most}",
+                                     client_ops.BAD_REQUEST, client_ops.INVALID_STREAM_FORMAT,
+                                     op.req_id))
+        return True
+
     def subscribe(self, client: Client, op: Subscribe) -> None:
+        if self._too_many_args(client, op):
+            return
         if not self.feed.symbols:
             client.send(client_ops.error("Instrument list not available yet; try again shortly",
                                          client_ops.UNAVAILABLE, client_ops.SERVICE_UNAVAILABLE,
@@ -83,10 +95,10 @@ class ClientOps:
             try:
                 stream = streams.parse(arg, self.feed.symbols)
             except streams.StreamError as exc:
-                rejected.append(Rejected(arg, str(exc)))
+                rejected.append(Rejected(_echo(arg), str(exc)))
                 continue
             if stream.name not in current and len(current) >= limit:
-                rejected.append(Rejected(arg, f"{client_ops.TOO_MANY_SUBSCRIPTIONS}: at most "
+                rejected.append(Rejected(_echo(arg), f"{client_ops.TOO_MANY_SUBSCRIPTIONS}: at most "
                                               f"{limit} streams per connection"))
                 continue
             if stream.name not in accepted:
@@ -102,6 +114,8 @@ class ClientOps:
                                          op.req_id))
 
     def unsubscribe(self, client: Client, op: Unsubscribe) -> None:
+        if self._too_many_args(client, op):
+            return
         current = self.registry.streams_of(client)
         removed: list[str] = []
         rejected: list[Rejected] = []
@@ -110,13 +124,26 @@ class ClientOps:
             try:
                 name = streams.parse(arg).name
             except streams.StreamError as exc:
-                rejected.append(Rejected(arg, str(exc)))
+                rejected.append(Rejected(_echo(arg), str(exc)))
                 continue
             if name in current:
                 self.registry.unsubscribe(client, name, now)
                 removed.append(name)
             elif name not in removed:
-                rejected.append(Rejected(arg, "Not subscribed"))
+                rejected.append(Rejected(_echo(arg), "Not subscribed"))
         reply = SubscriptionReply("unsubscribe", bool(removed), removed, rejected or None,
                                   op.req_id)
         client.send(client_ops.encode(reply))
+
+
+ECHO_MAX = 80  # characters of a rejected arg echoed back: a reply must stay small
+
+
+def _echo(arg: object) -> object:
+    """What a rejection repeats of the client's arg: short strings and numbers as sent,
+    anything else cut down, so no request is amplified by its reply."""
+    if isinstance(arg, str):
+        return arg if len(arg) <= ECHO_MAX else arg[:ECHO_MAX] + "..."
+    if isinstance(arg, (int, float, bool)) or arg is None:
+        return arg
+    return f"<{type(arg).__name__}>"

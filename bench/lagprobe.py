@@ -1,0 +1,143 @@
+"""``python -m bench.lagprobe``: publish lag of a hotpath ingest, seen from Redis.
+
+PSUBSCRIBEs to every stream channel of a namespace (``{ns}:s:*``) and measures, per
+stream kind, the time from the exchange timestamp in each message to its arrival here,
+the message rate, and seq continuity of updates on Redis. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import msgspec
+import uvloop
+
+from bench.loadgen.checker import bucket, latency_summary, merge_hist
+from hotpath.bus.resp import Address, RespProtocol, command, connect
+
+
+class _Stamp(msgspec.Struct):
+    timestamp: int = 0
+
+
+class _Status(msgspec.Struct):
+    lag_p50_ms: float = 0.0
+    lag_p99_ms: float = 0.0
+
+
+_decode = msgspec.json.Decoder(_Stamp).decode
+_decode_status = msgspec.json.Decoder(_Status).decode
+
+
+class Probe:
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+        self.hist: dict[str, dict[int, int]] = {}
+        self.max_ms: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.last: dict[bytes, int] = {}
+        self.gaps = 0
+        self.bad = 0
+        self.measuring = False
+        self.arrival: list[tuple[float, float]] = []  # the ingest's own (p50, p99)
+
+    def on_reply(self, reply: Any) -> None:
+        if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+            if self.measuring:  # the ingest's status: it measures its arrival lag itself
+                try:
+                    st = _decode_status(reply[2])
+                    self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
+                except msgspec.DecodeError:
+                    pass
+            return
+        if type(reply) is not list or len(reply) != 4 or reply[0] != b"pmessage":
+            return
+        if not self.measuring:
+            return
+        channel, payload = reply[2], reply[3]
+        now = time.time() * 1000.0
+        if len(payload) <= 9:
+            self.bad += 1
+            return
+        kind = payload[0]
+        seq = int.from_bytes(payload[1:9], "big")
+        if kind == 85:  # U: an update continues the channel's seq
+            last = self.last.get(channel)
+            if last is not None and seq != last + 1:
+                self.gaps += 1
+            self.last[channel] = seq
+        elif kind == 83:  # S restarts it
+            self.last[channel] = seq
+        else:
+            return  # R (reply snapshots) and X (status) are not upstream traffic
+        try:
+            ts = _decode(memoryview(payload)[9:]).timestamp
+        except msgspec.DecodeError:
+            self.bad += 1
+            return
+        stream_kind = channel[len(self.prefix):].split(b":", 1)[0].decode()
+        ms = now - ts
+        h = self.hist.setdefault(stream_kind, {})
+        key = bucket(ms)
+        h[key] = h.get(key, 0) + 1
+        self.counts[stream_kind] = self.counts.get(stream_kind, 0) + 1
+        if ms > self.max_ms.get(stream_kind, 0.0):
+            self.max_ms[stream_kind] = ms
+
+    def result(self, seconds: float) -> dict[str, Any]:
+        total: dict[int, int] = {}
+        for h in self.hist.values():
+            merge_hist(total, h)
+        return {
+            "seconds": seconds, "messages": sum(self.counts.values()),
+            "per_second": round(sum(self.counts.values()) / seconds, 1),
+            "lag_ms": latency_summary(total, max(self.max_ms.values(), default=0.0)),
+            "by_kind": {k: {"per_second": round(self.counts[k] / seconds, 1),
+                            "lag_ms": latency_summary(self.hist[k], self.max_ms[k])}
+                        for k in sorted(self.counts)},
+            "redis_seq_gaps": self.gaps, "bad": self.bad,
+            # exchange timestamp -> the ingest's receive, as the ingest reports it (p50, p99
+            # of its current 10 s period, sampled every second); the last sample
+            "ingest_arrival_lag_ms": ({"p50": self.arrival[-1][0], "p99": self.arrival[-1][1]}
+                                      if self.arrival else None),
+        }
+
+
+async def run(redis_url: str, namespace: str, seconds: float, warmup: float) -> dict[str, Any]:
+    prefix = f"{namespace}:s:".encode()
+    probe = Probe(prefix)
+    protocol = RespProtocol(on_reply=probe.on_reply)
+    await connect(Address(redis_url), protocol)
+    assert protocol.transport is not None
+    protocol.transport.write(command(b"PSUBSCRIBE", prefix + b"*"))
+    protocol.transport.write(command(b"SUBSCRIBE", f"{namespace}:status".encode()))
+    await asyncio.sleep(warmup)
+    probe.measuring = True
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    probe.measuring = False
+    elapsed = time.monotonic() - started
+    protocol.close()
+    return probe.result(elapsed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.lagprobe", description=__doc__)
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--redis-namespace", default="hotpath")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    ns = p.parse_args(argv)
+    result = uvloop.run(run(ns.redis_url, ns.redis_namespace, ns.duration, ns.warmup))
+    json.dump(result, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

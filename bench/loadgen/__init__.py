@@ -1,0 +1,1 @@
+"""The hotpath load generator: ``python -m bench.loadgen --help``."""

@@ -1,0 +1,342 @@
+"""The benchmark scenarios and their phases (hotpath, baseline, floor), each run with
+the processes it needs and stopped afterwards. Used by ``bench/run`` and ``bench/smoke``."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+import redis
+
+from bench.loadgen.mixes import Mix
+from bench.loadgen.swarm import Options, Swarm
+from bench.stack import Proc, Stack, StackError
+from hotpath.sim.instruments import default_universe
+
+NAMESPACE = "bench"
+SERVERS = ("hotpath", "baseline", "floor")
+
+
+@dataclass
+class Settings:
+    """Everything a run can change from the command line."""
+
+    clients: int = 10_000
+    duration: float = 20.0
+    warmup: float = 3.0
+    ramp: float = 1000.0
+    processes: int = 2  # load-generator processes (plus one small probe process)
+    workers: int = 2  # hotpath gateway workers and baseline processes
+    servers: tuple[str, ...] = SERVERS
+    s1_interval_ms: int = 100
+    s2_symbols: int = 200
+    s2_per_client: int = 5
+    s2_kinds: tuple[str, ...] = ("ticker", "trade")
+    s2_sim: tuple[str, ...] = ("--moves-per-second", "0.5", "--trade-rate", "1",
+                               "--book-churn", "1")
+    s3_rate: float = 200.0
+    s3_held: int = 0
+    s4_symbols: int = 550
+    s4_eager: tuple[str, ...] = ("trade",)
+    s5_duration: float = 15.0
+    smoke_clients: int = 500
+    smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
+    floor_binary: Path | None = None
+    log_dir: Path = Path("/tmp")
+
+
+@dataclass
+class Phase:
+    """One server measured in one scenario."""
+
+    server: str
+    result: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    sim_args: list[str]
+    mix: Mix
+    clients: int
+    duration: float
+    servers: tuple[str, ...]
+    churn_rate: float = 0.0
+    lagprobe: bool = False
+    eager: tuple[str, ...] = ()  # ingest --eager: upstream topics kept for every symbol
+    notes: list[str] = field(default_factory=list)
+
+
+def symbols(n: int) -> list[str]:
+    """The simulator's universe names, most popular (the real majors) first."""
+    return [inst.symbol for inst in default_universe(n)]
+
+
+def build(key: str, s: Settings) -> Scenario:
+    if key == "S1":
+        return Scenario("S1", "broadcast: every client on ticker:BTCUSDT",
+                        ["--symbol-list", "BTCUSDT", "--ticker-interval-ms", str(s.s1_interval_ms)],
+                        Mix("hot", streams=["ticker:BTCUSDT"]), s.clients, s.duration, s.servers)
+    if key == "S2":
+        names = symbols(s.s2_symbols)
+        return Scenario("S2", f"market: {s.s2_per_client} streams per client "
+                              f"({', '.join(s.s2_kinds)}) drawn Zipf over {len(names)} symbols",
+                        ["--symbols", str(s.s2_symbols), *s.s2_sim],
+                        Mix("zipf", symbols=names, per_client=s.s2_per_client, kinds=s.s2_kinds),
+                        s.clients, s.duration, s.servers, eager=_eager(s.s2_kinds))
+    if key == "S3":
+        names = symbols(s.s2_symbols)
+        return Scenario("S3", f"churn: connect, subscribe, snapshot, disconnect at {s.s3_rate:g}/s",
+                        ["--symbols", str(s.s2_symbols), *s.s2_sim],
+                        Mix("zipf", symbols=names, per_client=1, kinds=["ticker"]),
+                        s.s3_held, s.duration, s.servers, churn_rate=s.s3_rate)
+    if key == "S4":
+        return Scenario("S4", f"full-universe ingest: {s.s4_symbols} USDT perpetuals at Bybit's "
+                              "push rates", ["--symbols", str(s.s4_symbols)], Mix("none"), 0,
+                        s.duration, ("hotpath",), lagprobe=True, eager=_eager(s.s4_eager))
+    if key == "S5":
+        return Scenario("S5", "idle: connected clients, no traffic",
+                        ["--symbol-list", "BTCUSDT"], Mix("none"), s.clients, s.s5_duration,
+                        s.servers)
+    if key == "smoke":
+        names = symbols(20)
+        return Scenario("smoke", "the whole stack, errors only",
+                        ["--symbols", "20"],
+                        Mix("zipf", symbols=names, per_client=4, kinds=s.smoke_kinds),
+                        s.smoke_clients, s.duration, ("hotpath",), churn_rate=10.0,
+                        eager=_eager(s.smoke_kinds))
+    raise ValueError(f"unknown scenario {key!r} (S1..S5, smoke)")
+
+
+def _eager(kinds: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The same upstream topics in every phase: hotpath's ingest otherwise subscribes
+    non-ticker topics only on demand, and the baseline cannot ask for them."""
+    return tuple(k for k in kinds if k != "ticker")
+
+
+# -- running ---------------------------------------------------------------------------
+
+def run_scenario(sc: Scenario, s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
+    started = time.time()
+    phases: list[Phase] = []
+    log_dir = s.log_dir / sc.key
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with Stack(log_dir) as base:
+        redis_proc, redis_url = base.redis()
+        sim_proc, sim_port = base.sim(sc.sim_args)
+        ctx = _Context(sc, s, base, redis_proc, redis_url, sim_proc, sim_port, log_dir, say)
+        for n, server in enumerate(sc.servers):
+            say(f"{sc.key}: {server} ({sc.clients:,} clients, {sc.duration:g} s window)")
+            phase = Phase(server)
+            try:
+                ctx.run(phase, n + 1, phases)
+            except StackError as exc:
+                phase.problems.append(f"{server}: {exc}")
+            phases.append(phase)
+            for p in phase.problems:
+                say(f"  problem: {p}")
+        dead = base.check_alive()
+        crashed = [f"{name} died during the run" for name in dead]
+    return {"scenario": sc.key, "title": sc.title, "started": started,
+            "seconds": round(time.time() - started, 1), "sim_args": sc.sim_args,
+            "mix": sc.mix.describe(), "clients": sc.clients, "duration": sc.duration,
+            "churn_rate": sc.churn_rate, "eager": list(sc.eager), "notes": sc.notes,
+            "phases": [{"server": p.server, "problems": p.problems, "extra": p.extra,
+                        "result": p.result} for p in phases],
+            "problems": crashed + [q for p in phases for q in p.problems]}
+
+
+@dataclass
+class _Context:
+    sc: Scenario
+    s: Settings
+    base: Stack
+    redis_proc: Proc
+    redis_url: str
+    sim_proc: Proc
+    sim_port: int
+    log_dir: Path
+    say: Callable[[str], None]
+
+    def options(self, url: str, n: int, **kw: Any) -> Options:
+        sc, s = self.sc, self.s
+        total = sc.clients + int(sc.churn_rate * (sc.duration + s.warmup + 30))
+        ips = max(2, math.ceil(total / 10_000))
+        return Options(url=url, clients=sc.clients, processes=s.processes,
+                       source_ips=[f"127.0.{n}.{i}" for i in range(1, ips + 1)],
+                       ramp=s.ramp, duration=sc.duration, warmup=s.warmup,
+                       churn_rate=sc.churn_rate,
+                       probe_clients=min(50, sc.clients // 20),
+                       stale_after=10.0 if sc.mix.kind == "hot" else 0.0,
+                       label=f"{sc.key} {kw.get('server_group', '')}", **kw)
+
+    def _eager(self) -> list[str]:
+        return ["--eager", ",".join(self.sc.eager)] if self.sc.eager else []
+
+    def run(self, phase: Phase, n: int, done: list[Phase]) -> None:
+        getattr(self, f"_{phase.server}")(phase, n, done)
+
+    def _measure(self, phase: Phase, opts: Options, procs: list[Proc],
+                 mix: Mix | None = None) -> None:
+        lag = self._start_lagprobe(opts) if self.sc.lagprobe else None
+        result = Swarm(opts, mix or self.sc.mix).run()
+        result.pop("workers", None)
+        phase.result = result
+        phase.problems += [f"{phase.server}: {q}" for q in result["problems"]]
+        if lag is not None:
+            phase.extra["publish_lag"] = self._finish_lagprobe(lag)
+        for proc in procs:
+            if not proc.alive:
+                phase.problems.append(f"{phase.server}: {proc.name} exited "
+                                      f"({proc.popen.returncode})")
+        for name, usage in result["resources"].items():
+            if usage.get("lost"):
+                phase.problems.append(f"{phase.server}: {name} process(es) {usage['lost']} "
+                                      "exited during the window")
+
+    def _hotpath(self, phase: Phase, n: int, done: list[Phase]) -> None:
+        s, sc = self.s, self.sc
+        with Stack(self.log_dir) as st:
+            max_clients = sc.clients + 2000
+            proc, port = st.hotpath(self.redis_url, self.sim_port, NAMESPACE, s.workers,
+                                    ["--max-clients", str(max_clients), *self._eager()])
+            opts = self.options(f"ws://127.0.0.1:{port}/ws", n,
+                                hotpath_url=f"http://127.0.0.1:{port}",
+                                measure={"redis": [self.redis_proc.pid],
+                                         "sim": [self.sim_proc.pid]},
+                                server_group="gateway")
+            self._measure(phase, opts, [proc])
+            code = st.stop(proc)
+        log = proc.log_path.read_text(errors="replace")
+        restarts = [line for line in log.splitlines() if "restarting" in line]
+        if restarts:
+            phase.problems.append(f"hotpath restarted a child: {restarts[0].strip()}")
+        if code != 0:
+            phase.problems.append(f"hotpath serve exited with {code}")
+        phase.extra["tracebacks_in_log"] = log.count("Traceback")
+        phase.extra["log"] = str(proc.log_path)
+
+    def _baseline(self, phase: Phase, n: int, done: list[Phase]) -> None:
+        s = self.s
+        with Stack(self.log_dir) as st:
+            ingest = st.start("ingest", [
+                sys.executable, "-m", "hotpath", "ingest", "--redis-url", self.redis_url,
+                "--redis-namespace", NAMESPACE,
+                "--bybit-ws-url", f"ws://127.0.0.1:{self.sim_port}/v5/public/linear",
+                "--bybit-rest-url", f"http://127.0.0.1:{self.sim_port}", *self._eager()])
+            wait_publishing(self.redis_url, NAMESPACE, ingest)
+            proc, port = st.baseline(self.redis_url, NAMESPACE, s.workers)
+            opts = self.options(f"ws://127.0.0.1:{port}/ws", n, require_snapshot=False,
+                                measure={"baseline": [proc.pid], "ingest": [ingest.pid],
+                                         "redis": [self.redis_proc.pid],
+                                         "sim": [self.sim_proc.pid]},
+                                server_group="baseline")
+            self._measure(phase, opts, [proc, ingest])
+        phase.extra["log"] = str(proc.log_path)
+
+    def _floor(self, phase: Phase, n: int, done: list[Phase]) -> None:
+        """The same number of sockets, the same frames, at the rate and batching hotpath
+        delivered them in this scenario (one stream, so the seq checks still apply)."""
+        if self.s.floor_binary is None:
+            raise StackError("the floor binary was not built")
+        hp = next((p.result for p in done if p.server == "hotpath" and p.result), None)
+        rate, batch, stream, data = floor_shape(hp, self.sc)
+        phase.extra.update(rate=rate, batch=batch)
+        budget = self.sc.clients / self.s.ramp + self.sc.duration + self.s.warmup + 120
+        with Stack(self.log_dir) as st:
+            args = ["--rate", f"{rate:g}", "--batch", str(batch), "--max-seconds", f"{budget:.0f}",
+                    "--stream", stream, "--arg", "ticker:BTCUSDT", "--data", data]
+            proc, port = st.floor(self.s.floor_binary, args)
+            opts = self.options(f"ws://127.0.0.1:{port}/ws", n,
+                                measure={"floor": [proc.pid]}, server_group="floor")
+            if self.sc.mix.kind == "none":
+                self._measure(phase, opts, [proc])
+            else:
+                self._measure(phase, replace(opts, stale_after=10.0), [proc],
+                              Mix("hot", streams=["ticker:BTCUSDT"]))
+            st.stop(proc)
+        phase.extra["counters"] = _last_json_line(proc)
+
+    def _start_lagprobe(self, opts: Options) -> subprocess.Popen[bytes]:
+        seconds = self.s.warmup + opts.duration + 3
+        return subprocess.Popen([sys.executable, "-m", "bench.lagprobe", "--redis-url",
+                                 self.redis_url, "--redis-namespace", NAMESPACE,
+                                 "--duration", f"{seconds:g}", "--warmup", "1"],
+                                stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+
+    @staticmethod
+    def _finish_lagprobe(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        try:
+            out, _ = proc.communicate(timeout=60)
+            return dict(json.loads(out.decode().strip().splitlines()[-1]))
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            proc.kill()
+            return {"error": "lag probe failed"}
+
+
+def floor_shape(hotpath: dict[str, Any] | None, sc: Scenario) -> tuple[float, int, str, str]:
+    """(ticks per second, frames per send, stream, data JSON) for the floor."""
+    rate, batch = 10.0, 1
+    stream, data = "hotpath.futures.ticker.BTCUSDT", '{"price":"60000.0","markPrice":"60000.1"}'
+    if hotpath:
+        per_client = hotpath["deliveries"].get("per_client_per_second") or 0
+        fpw = (hotpath.get("node") or {}).get("frames_per_write") or 1.0
+        batch = max(1, min(64, round(fpw)))
+        if per_client:
+            rate = max(0.5, per_client / batch)
+        sample = hotpath.get("sample_update")
+        if sample:
+            try:
+                msg = json.loads(sample)
+                stream = msg["stream"]
+                data = msgspec.json.encode(msg["data"]).decode()
+            except (ValueError, KeyError):
+                pass
+    if sc.mix.kind == "none":
+        rate = 0.01  # idle: a tick every 100 s, i.e. none in the window
+    return round(rate, 3), batch, stream, data
+
+
+def _last_json_line(proc: Proc) -> dict[str, Any] | None:
+    try:
+        text = proc.log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return dict(json.loads(line))
+            except ValueError:
+                return None
+    return None
+
+
+def wait_publishing(redis_url: str, namespace: str, proc: Proc, timeout: float = 60) -> None:
+    """Until the ingest publishes its status (it then has instruments and connections)."""
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{namespace}:status")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not proc.alive:
+                raise StackError(f"ingest exited: {proc.tail()}")
+            msg = pubsub.get_message(timeout=0.5)
+            if msg and msg["type"] == "message" and b'"upstream_ok":true' in msg["data"]:
+                time.sleep(1.0)  # let the first snapshots reach Redis
+                return
+    finally:
+        pubsub.close()
+        client.close()
+    raise StackError("the ingest did not report upstream_ok within "
+                     f"{timeout:.0f}s: {proc.tail()}")

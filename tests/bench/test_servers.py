@@ -1,0 +1,146 @@
+"""The load generator end to end against the C floor and the baseline server (small and
+fast: tens of clients, a couple of seconds each)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from bench.loadgen.mixes import Mix
+from bench.loadgen.swarm import Options, Swarm
+from bench.stack import BENCH, Stack, compile_floor, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def small(url: str, **kw: object) -> Options:
+    base = dict(url=url, clients=30, processes=1, probe_clients=5, ramp=500.0, duration=2.0,
+                warmup=0.5, ready_timeout=10.0, close_timeout=3.0, stale_after=0.0)
+    base.update(kw)
+    return Options(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def floor_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    return compile_floor(tmp_path_factory.mktemp("floor"))
+
+
+def test_loadgen_against_the_floor(floor_binary: Path, tmp_path: Path) -> None:
+    with Stack(tmp_path) as st:
+        proc, port = st.floor(floor_binary, ["--rate", "20", "--batch", "2", "--max-seconds", "60"])
+        result = Swarm(small(f"ws://127.0.0.1:{port}/ws", measure={"floor": [proc.pid]},
+                             server_group="floor"),
+                       Mix("hot", streams=["ticker:BTCUSDT"])).run()
+        st.stop(proc)
+    assert result["ok"], result["problems"]
+    assert result["clients"]["connected"] == 30
+    # 20 ticks/s x 2 frames x 30 clients, give or take a tick at the window's edges
+    assert 1000 <= result["deliveries"]["per_second"] <= 1400
+    assert result["latency_ms"]["count"] > 0 and result["probe_latency_ms"]["count"] > 0
+    assert result["resources"]["floor"]["us_per_delivery"] > 0
+    counters = proc.log_path.read_text().strip().splitlines()[-1]
+    assert '"accepted":30' in counters  # 30 held (+ nothing else)
+
+
+def test_churn_against_the_floor(floor_binary: Path, tmp_path: Path) -> None:
+    with Stack(tmp_path) as st:
+        _, port = st.floor(floor_binary, ["--rate", "5", "--max-seconds", "60"])
+        result = Swarm(small(f"ws://127.0.0.1:{port}/ws", clients=0, churn_rate=40.0),
+                       Mix("hot", streams=["ticker:BTCUSDT"])).run()
+    assert result["ok"], result["problems"]
+    churn = result["churn"]
+    assert churn["completed_per_second"] >= 30
+    assert churn["failed"] == 0
+    assert churn["snapshot_latency_ms"]["count"] > 0
+
+
+def test_connect_failures_are_counted(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = Swarm(small(f"ws://127.0.0.1:{port}/ws", clients=6, probe_clients=0,
+                         ready_timeout=2.0, duration=1.0),
+                   Mix("hot", streams=["ticker:BTCUSDT"])).run()
+    assert not result["ok"]
+    assert result["clients"]["failed"] == 6
+    assert result["clients"]["failures"] == {"ECONNREFUSED": 6}
+
+
+@pytest.fixture
+def publisher(redis_url: str) -> Iterator[tuple[str, threading.Event]]:
+    """Publishes a ticker stream the way hotpath's ingest does, plus reply snapshots
+    (R) that a fan-out server must not forward to everyone."""
+    namespace = f"tb{int(time.time() * 1000) % 10**8}"
+    stop = threading.Event()
+
+    def run() -> None:
+        client = redis.Redis.from_url(redis_url)
+        channel = f"{namespace}:s:ticker:BTCUSDT"
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            body = (b'{"stream":"hotpath.futures.ticker.BTCUSDT","type":"update","data":'
+                    b'{"price":"1"},"timestamp":%d,"source":"hotpath","seq":%d}'
+                    % (int(time.time() * 1000), seq))
+            client.publish(channel, b"U" + seq.to_bytes(8, "big") + body)
+            if seq % 10 == 0:
+                client.publish(channel, b"R" + seq.to_bytes(8, "big") + body)
+            time.sleep(0.02)
+        client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield namespace, stop
+    stop.set()
+    thread.join(5)
+
+
+def test_baseline_server_fans_out_updates_only(redis_url: str, tmp_path: Path,
+                                               publisher: tuple[str, threading.Event]) -> None:
+    namespace, _ = publisher
+    with Stack(tmp_path) as st:
+        proc, port = st.baseline(redis_url, namespace, processes=2)
+        result = Swarm(small(f"ws://127.0.0.1:{port}/ws", require_snapshot=False,
+                             measure={"baseline": [proc.pid]}, server_group="baseline"),
+                       Mix("hot", streams=["ticker:btcusdt"])).run()
+        assert proc.alive
+    assert result["ok"], result["problems"]
+    assert result["errors"]["duplicates"] == 0  # the R copies were not forwarded
+    assert result["deliveries"]["per_second"] > 30 * 30
+    assert result["resources"]["baseline"]["us_per_delivery"] > 0
+
+
+def test_baseline_canonical_names() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import baseline_server
+    finally:
+        sys.path.remove(str(BENCH))
+    assert baseline_server.canonical("tickers.btcusdt") == "ticker:BTCUSDT"
+    assert baseline_server.canonical("orderbook:50:ethusdt") == "orderbook:50:ETHUSDT"
+    assert baseline_server.canonical("orderbook:ethusdt") is None
+    assert baseline_server.canonical("bogus:BTCUSDT") is None
+
+
+def test_lagprobe_reports_lag_and_gaps(redis_url: str,
+                                       publisher: tuple[str, threading.Event]) -> None:
+    namespace, _ = publisher
+    out = subprocess.run([sys.executable, "-m", "bench.lagprobe", "--redis-url", redis_url,
+                          "--redis-namespace", namespace, "--duration", "1", "--warmup", "0.2"],
+                         capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["by_kind"]["ticker"]["per_second"] > 20
+    assert result["redis_seq_gaps"] == 0
+    assert result["lag_ms"]["p50"] < 1000
+
