@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--smoke-clients", type=int, default=d.smoke_clients, help="smoke: clients (default 500)")
     a("--smoke-kinds", type=_csv, default=d.smoke_kinds,
       help="smoke: stream kinds (default " + ",".join(d.smoke_kinds) + ")")
+    a("--hotpath-args", default=" ".join(d.hotpath_args),
+      help="extra flags for hotpath serve, e.g. '--flush-window-ms 5' (default: %(default)s)")
     a("--out", default=str(BENCH / "results"), help="results directory (default bench/results)")
     a("--logs", default="", help="keep process logs here (default: a temporary directory)")
     return p
@@ -89,7 +91,7 @@ def settings(ns: argparse.Namespace, log_dir: Path) -> Settings:
                     s3_held=ns.s3_held, s4_symbols=ns.s4_symbols,
                     s4_eager=tuple(ns.s4_eager), s5_duration=ns.s5_duration,
                     smoke_clients=ns.smoke_clients, smoke_kinds=tuple(ns.smoke_kinds),
-                    log_dir=log_dir)
+                    hotpath_args=tuple(shlex.split(ns.hotpath_args)), log_dir=log_dir)
 
 
 def say(text: str) -> None:

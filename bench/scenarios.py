@@ -48,6 +48,7 @@ class Settings:
     s5_duration: float = 15.0
     smoke_clients: int = 500
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
+    hotpath_args: tuple[str, ...] = ()
     floor_binary: Path | None = None
     log_dir: Path = Path("/tmp")
 
@@ -209,7 +210,8 @@ class _Context:
         with Stack(self.log_dir) as st:
             max_clients = sc.clients + 2000
             proc, port = st.hotpath(self.redis_url, self.sim_port, NAMESPACE, s.workers,
-                                    ["--max-clients", str(max_clients), *self._eager()])
+                                    ["--max-clients", str(max_clients), *self._eager(),
+                                     *s.hotpath_args])
             opts = self.options(f"ws://127.0.0.1:{port}/ws", n,
                                 hotpath_url=f"http://127.0.0.1:{port}",
                                 measure={"redis": [self.redis_proc.pid],

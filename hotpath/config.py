@@ -71,6 +71,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     stream_linger: float = 5.0
+    flush_window_ms: float = 0.0
     snapshot_timeout: float = 3.0
     shutdown_grace: float = 0.0
     shutdown_window: float = 10.0
@@ -196,6 +197,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gateway.max_connections_per_ip", "WebSocket connections per client IP (0: no limit)"),
     Option("gateway.trusted_proxies", "comma-separated proxy IPs whose X-Forwarded-For is believed"),
     Option("gateway.allowed_origins", "comma-separated allowed Origin values (empty: any)"),
+    Option("gateway.flush_window_ms", "hold frames this many ms so more go out per write "
+           "(0: write at the end of each Redis read)"),
     Option("gateway.stream_linger", "seconds a worker stays subscribed to an unwanted stream"),
     Option("gateway.snapshot_timeout", "seconds to wait for a stream snapshot before asking again"),
     Option("gateway.shutdown_grace", "seconds a stopping node keeps serving while /health says 503"),
@@ -293,6 +296,7 @@ def _validate(config: Config) -> None:
         (0 < g.send_buffer_soft < g.send_buffer_hard,
          "--send-buffer-soft must be > 0 and below --send-buffer-hard"),
         (g.max_connections_per_ip >= 0, "--max-connections-per-ip must be >= 0"),
+        (0 <= g.flush_window_ms <= 1000, "--flush-window-ms must be 0..1000"),
         (config.upstream.topics_per_connection > 0, "--upstream-topics-per-connection must be > 0"),
         (config.upstream.ping_interval > 0, "--ping-interval must be > 0"),
         (config.upstream.connect_budget > 0, "--connect-budget must be > 0"),

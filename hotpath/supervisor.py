@@ -192,6 +192,7 @@ class Supervisor:
             self.redis.stop()
         if self.port_reservation is not None:
             self.port_reservation.close()
+        _stop_resource_tracker()
         log.info("stopped")
 
     @staticmethod
@@ -207,6 +208,16 @@ class Supervisor:
                 log.error("%s did not stop in time; killing it", child.name)
                 child.process.kill()
                 child.process.join(5)
+
+
+def _stop_resource_tracker() -> None:
+    """multiprocessing's resource tracker (it watches the shared stats table) would
+    outlive us by a moment; stop it and wait, so no process is left behind at exit."""
+    from multiprocessing import resource_tracker
+    try:
+        resource_tracker._resource_tracker._stop()  # noqa: SLF001 - no public way to stop it
+    except (AttributeError, OSError, ChildProcessError):
+        pass
 
 
 def _replace(config: Config, section: str, **changes: Any) -> Config:

@@ -8,6 +8,7 @@ can never hold the worker's memory hostage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Collection, Protocol
 
@@ -27,10 +28,13 @@ class Sink(Protocol):
 
 
 class Fanout:
-    """Per-worker write coalescing across one batch of Redis messages."""
+    """Per-worker write coalescing: every frame due to a client while the worker reads one
+    batch from Redis (or, with a flush window, during that window) goes out in one write."""
 
-    def __init__(self, hard_limit: int) -> None:
+    def __init__(self, hard_limit: int, window: float = 0.0) -> None:
         self.hard_limit = hard_limit
+        self.window = window  # seconds; 0: flush at the end of each Redis read
+        self.scheduled = False
         self.dirty: list[Sink] = []
         self.frames_out = 0
         self.bytes_out = 0
@@ -47,8 +51,17 @@ class Fanout:
                 dirty.append(client)
             out.append(data)
 
+    def batch_end(self) -> None:
+        """The end of one Redis read: flush now, or once the flush window has passed."""
+        if self.window <= 0:
+            self.flush()
+        elif self.dirty and not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(self.window, self.flush)
+
     def flush(self) -> None:
         """Write every queued frame: one write per client."""
+        self.scheduled = False
         dirty, self.dirty = self.dirty, []
         for client in dirty:
             frames, client.out = client.out, []

@@ -74,7 +74,7 @@ class Feed:
         url = config.redis.url
         self.publisher = Publisher(url, f"{name}-publisher", on_connected=self._connected)
         self.subscriber = Subscriber(url, f"{name}-subscriber",
-                                     on_message=self.on_message, on_batch_end=fanout.flush,
+                                     on_message=self.on_message, on_batch_end=fanout.batch_end,
                                      on_connected=self._connected,
                                      on_disconnected=self._redis_lost,
                                      on_subscribed=self.on_subscribed)

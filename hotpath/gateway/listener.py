@@ -106,9 +106,13 @@ class Client(picows.WSListener):
         self.worker.client_drained(self)
 
     def send(self, payload: bytes) -> None:
-        """Send one message now (replies to ops; never called inside a fan-out batch)."""
+        """Send one reply. Behind frames still queued for this client (a flush window is
+        open) it queues too, so the client sees everything in the order it happened."""
         raw = self.raw
         if raw is not None and not self.closing:
+            if self.out:
+                self.out.append(frame(payload))
+                return
             raw.write(frame(payload))
             if raw.get_write_buffer_size() > self.worker.fanout.hard_limit:
                 self.worker.fanout.close_slow(self)  # asks, never reads the answers

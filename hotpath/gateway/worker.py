@@ -44,7 +44,8 @@ class Worker:
         self.node_id = node_id
         self.loop = asyncio.get_running_loop()
         self.registry: Registry[Client] = Registry()
-        self.fanout = Fanout(config.gateway.send_buffer_hard)
+        self.fanout = Fanout(config.gateway.send_buffer_hard,
+                             config.gateway.flush_window_ms / 1000.0)
         self.feed = Feed(config, self.registry, self.fanout, f"{node_id}/{index}",
                          f"gateway-{index}")
         self.ops = ClientOps(config.gateway, self.registry, self.feed)

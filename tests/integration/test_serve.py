@@ -16,6 +16,13 @@ from tests.helpers import ROOT, Client, Node, wait_for
 pytestmark = pytest.mark.integration
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _roles(node: Node) -> dict[str, list[psutil.Process]]:
     roles: dict[str, list[psutil.Process]] = {}
     for proc in node.descendants():
@@ -42,8 +49,7 @@ async def test_sigterm_closes_clients_with_1001_and_leaves_no_process(node):
     assert client.ws.close_code == 1001
     assert client.ws.close_reason == "going away"
     assert node.proc.wait(30) == 0
-    alive = [pid for pid in pids if psutil.pid_exists(pid)
-             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [pid for pid in pids if _running(pid)]
     assert alive == [], f"left behind: {alive}"
 
 
