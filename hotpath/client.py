@@ -169,6 +169,7 @@ class HotpathClient:
         self._transport: picows.WSTransport | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._retry_scheduled = False
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> HotpathClient:
@@ -282,7 +283,9 @@ class HotpathClient:
             head = _peek.decode(payload)
             if head.stream is None:
                 reply = _reply.decode(payload)
-                if reply.op != "pong" and reply.req_id != _OWN:
+                if reply.req_id == _OWN:
+                    self._own_reply(reply)
+                elif reply.op != "pong":
                     self.replies.put_nowait(reply)
                 return
             msg = _message.decode(payload)
@@ -302,6 +305,24 @@ class HotpathClient:
                 self._queue.put_nowait(msg)
             except asyncio.QueueFull:  # the reader fell behind; the state stays exact
                 self.dropped += 1
+
+    def _own_reply(self, reply: Reply) -> None:
+        """A refused (re)subscribe of our own (the node is starting, or rate limits):
+        ask again for every stream still waiting, after a short jittered pause."""
+        if reply.op != "error" or reply.code not in (429, 503) or self._retry_scheduled:
+            return
+        self._retry_scheduled = True
+        delay = random.uniform(0.5, 1.5)
+        log.info("%s refused our subscribe (%s); asking again in %.1fs", self.url,
+                 reply.message, delay)
+        asyncio.get_running_loop().call_later(delay, self._retry_waiting)
+
+    def _retry_waiting(self) -> None:
+        self._retry_scheduled = False
+        waiting = [name for name, entry in self.streams.items() if entry.status != "live"]
+        if waiting and self._transport is not None:
+            self._transport.send(picows.WSMsgType.TEXT, _encode(
+                {"op": "subscribe", "args": waiting, "req_id": _OWN}))
 
     async def close(self) -> None:
         self._closing = True
