@@ -17,11 +17,19 @@ pytestmark = pytest.mark.integration
 def limited(redis_url, sim, namespace, tmp_path):
     """A node with small limits so that one past each is cheap to reach."""
     extra = ["--max-subscriptions", "3", "--max-ops-per-second", "2",
-             "--max-messages-per-second", "5", "--max-clients", "4", "--idle-timeout", "1.5",
+             "--max-messages-per-second", "5", "--max-clients", "4", "--idle-timeout", "600",
              "--max-connections-per-ip", "3", "--trusted-proxies", "10.9.9.9",
              "--allowed-origins", "https://good.example"]
     with Node.start(redis_url=redis_url, sim=sim, namespace=namespace, workers=2,
                     log_path=tmp_path / "serve.log", extra=extra) as node:
+        yield node
+
+
+@pytest.fixture
+def idle_node(redis_url, sim, namespace, tmp_path):
+    """A node with a short idle timeout, kept apart so that no other test races it."""
+    with Node.start(redis_url=redis_url, sim=sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log", extra=["--idle-timeout", "1.5"]) as node:
         yield node
 
 
@@ -118,8 +126,8 @@ async def test_message_rate_limit_then_close_when_it_goes_on(limited):
     assert client.ws.close_code == 1008
 
 
-async def test_idle_client_is_closed_with_1001(limited):
-    client = await Client.connect(limited.ws_url)
+async def test_idle_client_is_closed_with_1001(idle_node):
+    client = await Client.connect(idle_node.ws_url)
     with pytest.raises(websockets.ConnectionClosed):
         await client.recv(timeout=10)
     assert (client.ws.close_code, client.ws.close_reason) == (1001, "idle timeout")
