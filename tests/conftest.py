@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.figures import Figures
 from tests.helpers import Node, Sim, free_port, redis_pong, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +61,9 @@ def node(redis_url: str, sim: Sim, namespace: str, tmp_path: Path) -> Iterator[N
 def _output_dir() -> Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def figures() -> Figures:
+    """Where reliability tests write what they measured (see tests/figures.py)."""
+    return Figures()
