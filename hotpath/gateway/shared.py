@@ -19,7 +19,7 @@ FIELDS: tuple[str, ...] = (
     "subscriptions", *(f"subs_{k}" for k in KINDS),
     "msgs_in", "frames_out", "bytes_out", "writes", "redis_messages",
     "slow_paused", "slow_closed", "rate_limited", "gaps", "snapshots_requested",
-    "client_errors",
+    "client_errors", "auth_failures", "redis_unexpected",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 WIDTH = len(FIELDS)

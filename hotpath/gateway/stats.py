@@ -27,6 +27,10 @@ _METRICS: dict[str, tuple[str, str, str]] = {
                             "snapshot requests sent to the ingest"),
     "client_errors": ("hotpath_client_errors", "counter",
                       "clients closed 1011 after an error in our handling of them"),
+    "auth_failures": ("hotpath_auth_failures", "counter",
+                      "connections refused or closed for a missing, bad or expired token"),
+    "redis_unexpected": ("hotpath_redis_unexpected", "counter",
+                         "messages on hotpath's Redis channels that were not ours, ignored"),
 }
 
 
