@@ -28,6 +28,8 @@ class _Stamp(msgspec.Struct):
 class _Status(msgspec.Struct):
     lag_p50_ms: float = 0.0
     lag_p99_ms: float = 0.0
+    hold_p50_ms: float = 0.0
+    hold_p99_ms: float = 0.0
 
 
 _decode = msgspec.json.Decoder(_Stamp).decode
@@ -45,6 +47,7 @@ class Probe:
         self.bad = 0
         self.measuring = False
         self.arrival: list[tuple[float, float]] = []  # the ingest's own (p50, p99)
+        self.hold: list[tuple[float, float]] = []
 
     def on_reply(self, reply: Any) -> None:
         if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
@@ -52,6 +55,7 @@ class Probe:
                 try:
                     st = _decode_status(reply[2])
                     self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
+                    self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
                 except msgspec.DecodeError:
                     pass
             return
@@ -105,6 +109,9 @@ class Probe:
             # of its current 10 s period, sampled every second); the last sample
             "ingest_arrival_lag_ms": ({"p50": self.arrival[-1][0], "p99": self.arrival[-1][1]}
                                       if self.arrival else None),
+            # a message handled by the ingest -> its PUBLISH written to Redis (same sampling)
+            "ingest_hold_ms": ({"p50": self.hold[-1][0], "p99": self.hold[-1][1]}
+                               if self.hold else None),
         }
 
 

@@ -225,6 +225,11 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                 lines.append(f"- of which upstream (exchange timestamp -> the ingest's receive, "
                              f"as the ingest reports it; the simulator's own send delay): p50 "
                              f"{_f(arrival.get('p50'))} ms, p99 {_f(arrival.get('p99'))} ms")
+            hold = pl.get("ingest_hold_ms")
+            if hold:
+                lines.append(f"- of which the ingest itself (a message handled -> its PUBLISH "
+                             f"written to Redis): p50 {_f(hold.get('p50'))} ms, p99 "
+                             f"{_f(hold.get('p99'))} ms")
         if row.get("ingest_us_per_upstream") is not None:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "

@@ -173,9 +173,12 @@ def summary_text(sc: dict[str, Any]) -> str:
         if r.get("publish_lag"):
             lag = r["publish_lag"].get("lag_ms", {})
             arrival = r["publish_lag"].get("ingest_arrival_lag_ms") or {}
+            hold = r["publish_lag"].get("ingest_hold_ms") or {}
             lines.append(f"            publish lag p50 {report._f(lag.get('p50'))} ms p99 "
                          f"{report._f(lag.get('p99'))} ms (of which upstream arrival p50 "
-                         f"{report._f(arrival.get('p50'))} ms p99 {report._f(arrival.get('p99'))})")
+                         f"{report._f(arrival.get('p50'))} ms p99 {report._f(arrival.get('p99'))};"
+                         f" held in the ingest p50 {report._f(hold.get('p50'))} ms p99 "
+                         f"{report._f(hold.get('p99'))})")
     rat = report.ratios(rows)
     if rat:
         lines.append("  ratios: " + ", ".join(f"{k} {v}x" for k, v in rat.items() if v))

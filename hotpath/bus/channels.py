@@ -12,6 +12,7 @@ A stream message on Redis is ``kind (1 byte) + seq (8 bytes, big endian) + clien
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from hotpath.protocol.streams import Stream
@@ -21,6 +22,7 @@ SNAPSHOT = ord("S")
 REPLY = ord("R")
 STATUS = ord("X")
 HEADER_SIZE = 9
+_HEADER = struct.Struct(">BQ")
 
 
 class Channels(NamedTuple):
@@ -47,7 +49,19 @@ class Channels(NamedTuple):
 
 
 def pack(kind: int, seq: int, body: bytes) -> bytes:
-    return bytes((kind,)) + seq.to_bytes(8, "big") + body
+    return _HEADER.pack(kind, seq) + body
+
+
+def publish_prefix(channel: bytes) -> bytes:
+    """The fixed start of every PUBLISH to ``channel``, computed once per stream."""
+    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(channel), channel)
+
+
+def stream_publish(prefix: bytes, kind: int, seq: int, body: bytes) -> bytes:
+    """The whole PUBLISH command of one stream message, built in one step (the hot path:
+    same bytes as ``publish_command(channel, pack(kind, seq, body))``)."""
+    return b"%b$%d\r\n%b%b\r\n" % (prefix, len(body) + HEADER_SIZE, _HEADER.pack(kind, seq),
+                                     body)
 
 
 def unpack_header(payload: bytes) -> tuple[int, int]:

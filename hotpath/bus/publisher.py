@@ -7,16 +7,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any, Callable
 
 import hiredis
 
 from hotpath.bus.resp import Address, RedisUnavailable, RespProtocol, connect, publish_command
+from hotpath.lag import LagHistogram
 
 log = logging.getLogger("hotpath.bus.publisher")
 
 # Unsent bytes beyond which Redis is considered stuck: drop the connection and resync.
 MAX_BUFFERED = 64 * 1024 * 1024
+# Messages queued in one loop iteration before they are written without waiting for its
+# end: a burst of upstream frames then reaches Redis in slices (each message waits for at
+# most this many others to be handled), at one write per slice.
+MAX_BATCH = 64
 
 
 class Publisher:
@@ -34,6 +40,10 @@ class Publisher:
         self.dropped = 0
         self.errors = 0
         self.reconnects = 0
+        # How long messages wait between being queued and being written: the first of a
+        # batch waits longest, and every message of the batch is counted at its wait.
+        self.hold = LagHistogram()
+        self._batch_started = 0.0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stopping = False
@@ -58,9 +68,20 @@ class Publisher:
         if self.protocol is None:
             self.dropped += 1
             return False
-        self.pending.append(publish_command(channel, payload))
-        if not self.flush_scheduled:
+        return self.send(publish_command(channel, payload))
+
+    def send(self, command: bytes) -> bool:
+        """Queue one pre-built RESP command (see channels.stream_publish)."""
+        if self.protocol is None:
+            self.dropped += 1
+            return False
+        pending = self.pending
+        pending.append(command)
+        if len(pending) >= MAX_BATCH:
+            self.flush()
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
+            self._batch_started = time.perf_counter()
             asyncio.get_running_loop().call_soon(self.flush)
         return True
 
@@ -75,6 +96,7 @@ class Publisher:
             return
         protocol.transport.write(b"".join(batch))
         self.published += len(batch)
+        self.hold.add((time.perf_counter() - self._batch_started) * 1000.0, len(batch))
         if protocol.transport.get_write_buffer_size() > MAX_BUFFERED:
             log.error("%s: Redis is not reading (%d bytes unsent); reconnecting",
                       self.name, protocol.transport.get_write_buffer_size())

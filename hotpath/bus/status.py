@@ -23,6 +23,9 @@ class IngestStatus(msgspec.Struct):
     lag_p50_ms: float = 0.0
     lag_p99_ms: float = 0.0
     missed_kline_closes: int = 0
+    # the ingest's own share: a message handled -> its PUBLISH written to Redis
+    hold_p50_ms: float = 0.0
+    hold_p99_ms: float = 0.0
 
 
 encoder = msgspec.json.Encoder()

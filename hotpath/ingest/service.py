@@ -15,7 +15,8 @@ import msgspec
 from hotpath import logs
 from hotpath.runtime import run_until_signalled
 from hotpath.bus import control
-from hotpath.bus.channels import REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pack
+from hotpath.bus.channels import (REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pack,
+                                  publish_prefix, stream_publish)
 from hotpath.bus.publisher import Publisher
 from hotpath.bus.status import IngestStatus
 from hotpath.bus.status import encoder as status_encoder
@@ -24,7 +25,7 @@ from hotpath.config import Config
 from hotpath.ingest.book import Resync
 from hotpath.ingest.demand import DemandTable
 from hotpath.ingest.instruments import BybitRest, RestError, select
-from hotpath.ingest.lag import LagHistogram
+from hotpath.lag import LagHistogram
 from hotpath.ingest.state import TopicState, new_state
 from hotpath.ingest.upstream import Upstream
 from hotpath.protocol import bybit, messages, streams
@@ -42,13 +43,14 @@ RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
 class Route:
     """Everything the hot path needs for one upstream topic, computed once."""
 
-    __slots__ = ("stream", "topic", "channel", "raw_channel", "public", "seq", "ts", "state",
-                 "last_message")
+    __slots__ = ("stream", "topic", "channel", "command", "raw_channel", "public", "seq", "ts",
+                 "state", "last_message")
 
     def __init__(self, stream: Stream, ingest: Ingest) -> None:
         self.stream = stream
         self.topic = stream.bybit_topic
         self.channel = ingest.channels.stream(stream)
+        self.command = publish_prefix(self.channel)
         self.raw_channel = (ingest.config.upstream.raw_prefix + RAW_SUFFIX[stream.kind]).encode()
         self.public = streams.public_name(stream, ingest.prefix)
         self.seq = 0
@@ -201,11 +203,13 @@ class Ingest:
             self._publish(route, is_snapshot, data)
 
     def _publish(self, route: Route, is_snapshot: bool, data: object) -> None:
-        route.seq += 1
-        body = messages.encode(route.public, "snapshot" if is_snapshot else "update", data,
-                               route.ts, self.source, route.seq)
-        self.publisher.publish(route.channel, pack(SNAPSHOT if is_snapshot else UPDATE,
-                                                   route.seq, body))
+        seq = route.seq = route.seq + 1
+        if is_snapshot:
+            body = messages.encode(route.public, "snapshot", data, route.ts, self.source, seq)
+            self.publisher.send(stream_publish(route.command, SNAPSHOT, seq, body))
+        else:
+            body = messages.encode(route.public, "update", data, route.ts, self.source, seq)
+            self.publisher.send(stream_publish(route.command, UPDATE, seq, body))
 
     def _publish_status_message(self, route: Route, status: str, reason: str) -> None:
         body = messages.encode(route.public, "status", {"status": status, "reason": reason},
@@ -287,12 +291,13 @@ class Ingest:
 
     def status(self) -> IngestStatus:
         p50, p99 = self.lag.percentiles((50, 99))
+        hold50, hold99 = self.publisher.hold.percentiles((50, 99))
         missed = sum(r.state.missed for r in self.routes.values())
         return IngestStatus(int(time.time() * 1000), os.getpid(), self.started,
                             bool(self.symbols) and self.upstream.ok(), self.config.ws_url,
                             self.upstream.status(), self.symbols, dict(self.bad_messages),
                             self.publisher.published, self.publisher.dropped,
-                            len(self.routes), self.resyncs, p50, p99, missed)
+                            len(self.routes), self.resyncs, p50, p99, missed, hold50, hold99)
 
     def _publish_status(self) -> None:
         if self.publisher.connected:
@@ -315,13 +320,16 @@ class Ingest:
                 upstream = sum(c.messages for c in self.upstream.conns)
                 period = ACTIVITY_LOG_EVERY * STATUS_INTERVAL
                 log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s; %d topics on "
-                         "%d/%d connections up; lag p50 %.1f ms p99 %.1f ms; %d Redis messages "
-                         "dropped", period, (upstream - last_upstream) / period,
+                         "%d/%d connections up; lag p50 %.1f ms p99 %.1f ms (upstream to us), "
+                         "held p50 %.1f ms p99 %.1f ms (us to Redis); %d Redis messages dropped",
+                         period, (upstream - last_upstream) / period,
                          (self.publisher.published - last_published) / period, len(self.routes),
                          sum(c.connected for c in self.upstream.conns), len(self.upstream.conns),
-                         *self.lag.percentiles((50, 99)), self.publisher.dropped)
+                         *self.lag.percentiles((50, 99)),
+                         *self.publisher.hold.percentiles((50, 99)), self.publisher.dropped)
                 last_upstream, last_published = upstream, self.publisher.published
                 self.lag.clear()
+                self.publisher.hold.clear()
             await asyncio.sleep(STATUS_INTERVAL)
 
     def _check_stale_books(self) -> None:

@@ -45,3 +45,17 @@ def test_unix_address_path_and_bad_scheme():
     assert Address("unix:///tmp/r.sock").path == "/tmp/r.sock"
     with pytest.raises(ValueError):
         Address("http://x")
+
+
+@pytest.mark.parametrize("kind", [channels.UPDATE, channels.SNAPSHOT, channels.REPLY])
+@pytest.mark.parametrize("seq", [1, 255, 2**40 + 7])
+def test_stream_publish_is_publish_of_the_packed_message(kind, seq):
+    channel = channels.Channels("ns").stream(Stream("ticker", "BTCUSDT"))
+    body = b'{"stream":"ticker:BTCUSDT","price":"1.50"}'
+    built = channels.stream_publish(channels.publish_prefix(channel), kind, seq, body)
+    assert built == publish_command(channel, channels.pack(kind, seq, body))
+    reader = hiredis.Reader()
+    reader.feed(built)
+    name, got_channel, payload = reader.gets()
+    assert (name, got_channel) == (b"PUBLISH", channel)
+    assert channels.unpack_header(payload) == (kind, seq) and payload[9:] == body

@@ -1,4 +1,4 @@
-from hotpath.ingest.lag import LagHistogram
+from hotpath.lag import LagHistogram
 
 
 def test_percentiles_are_bucket_upper_bounds():
@@ -16,3 +16,11 @@ def test_negative_and_huge_lags_are_clamped_and_empty_is_zero():
     assert h.percentiles((50, 100)) == (0.1, 10101.0)
     h.clear()
     assert h.total == 0 and h.percentiles((99,)) == (0.0,)
+
+
+def test_a_batch_counts_every_message_at_its_wait():
+    h = LagHistogram()
+    h.add(0.35, 98)
+    h.add(7.0, 2)
+    assert h.total == 100
+    assert h.percentiles((50, 98, 99)) == (0.4, 0.4, 7.1)

@@ -1,4 +1,5 @@
-"""Publish lag (exchange timestamp to our publish) as a cheap fixed-bucket histogram. Pure.
+"""Lag (exchange timestamp to our receive, time held before a write) as a cheap
+fixed-bucket histogram. Pure.
 
 0.1 ms buckets up to 100 ms, 1 ms buckets up to 10 s, then one overflow bucket: one
 comparison and one increment per message.
@@ -19,13 +20,13 @@ class LagHistogram:
         self.counts = [0] * (_FINE + _COARSE + 1)
         self.total = 0
 
-    def add(self, ms: float) -> None:
+    def add(self, ms: float, count: int = 1) -> None:
         if ms < 100.0:
             index = int(ms * 10.0) if ms > 0 else 0
         else:
             index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
-        self.counts[index] += 1
-        self.total += 1
+        self.counts[index] += count
+        self.total += count
 
     def percentiles(self, ps: Iterable[float]) -> tuple[float, ...]:
         """Upper bounds (ms) of the buckets holding each percentile; 0.0 when empty."""
