@@ -44,7 +44,7 @@ class Settings:
     s3_rate: float = 200.0
     s3_held: int = 0
     s4_symbols: int = 550
-    s4_eager: tuple[str, ...] = ("trade",)
+    s4_eager: tuple[str, ...] = ("trade", "orderbook:50")
     s5_duration: float = 15.0
     smoke_clients: int = 500
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")

@@ -206,7 +206,8 @@ class Hub:
                 stamp = sim_now - int(back * step_sim_ms)
                 self._close_candles(stamp)
                 self.market.step(stamp)
-        self._publish_due(first, self._tick, sim_now)
+        # Pushes carry the time they are made, as Bybit's do: after the market moved.
+        self._publish_due(first, self._tick, self.clock.sim_ms())
 
     def _close_candles(self, sim_ms: int) -> None:
         for feed in self._klines.values():
