@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Collection, Protocol
+from typing import Any, Collection, Protocol
 
 log = logging.getLogger("hotpath.gateway.fanout")
 
@@ -21,6 +21,9 @@ class Sink(Protocol):
     """What fan-out needs of a client connection."""
 
     out: list[bytes]
+    raw: Any  # the socket transport (write, get_write_buffer_size); None once gone
+    closing: bool
+    behind_since: float  # nonzero while past the soft bound (the transport paused it)
 
     def write_frames(self, frames: list[bytes]) -> int: ...
 
@@ -36,6 +39,10 @@ class Fanout:
         self.window = window  # seconds; 0: flush at the end of each Redis read
         self.scheduled = False
         self.dirty: list[Sink] = []
+        # The first message of a Redis read, kept whole while it is the only one: most
+        # reads carry one message, and it is then written to each client directly
+        # without passing through per-client queues (see _write_single).
+        self.single: tuple[list[Sink], bytes] | None = None
         self.frames_out = 0
         self.bytes_out = 0
         self.writes = 0
@@ -44,6 +51,11 @@ class Fanout:
     def queue(self, targets: Collection[Sink], data: bytes) -> None:
         self.frames_out += len(targets)
         self.bytes_out += len(data) * len(targets)
+        if self.single is None and not self.dirty and self.window <= 0:
+            self.single = (list(targets), data)  # a copy: the set may change before flush
+            return
+        if self.single is not None:
+            self._spread()
         dirty = self.dirty
         for client in targets:
             out = client.out
@@ -59,9 +71,39 @@ class Fanout:
             self.scheduled = True
             asyncio.get_running_loop().call_later(self.window, self.flush)
 
+    def _spread(self) -> None:
+        """A second message arrived: the first goes into the per-client queues after all."""
+        assert self.single is not None
+        clients, data = self.single
+        self.single = None
+        dirty = self.dirty
+        for client in clients:
+            out = client.out
+            if not out:
+                dirty.append(client)
+            out.append(data)
+
+    def _write_single(self, clients: list[Sink], data: bytes) -> None:
+        # Nothing else is queued for these clients (their queues were all empty), so the
+        # frame goes straight to each socket. Only a client the transport has paused can
+        # be past the hard bound, so only those pay for the buffer-size check.
+        hard = self.hard_limit
+        for client in clients:
+            raw = client.raw
+            if raw is None or client.closing:
+                continue
+            raw.write(data)
+            if client.behind_since and raw.get_write_buffer_size() > hard:
+                self.close_slow(client)
+        self.writes += len(clients)
+
     def flush(self) -> None:
         """Write every queued frame: one write per client."""
         self.scheduled = False
+        if self.single is not None:
+            clients, data = self.single
+            self.single = None
+            self._write_single(clients, data)
         dirty, self.dirty = self.dirty, []
         for client in dirty:
             frames, client.out = client.out, []

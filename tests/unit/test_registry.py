@@ -9,20 +9,33 @@ TRADE = Stream("trade", "BTCUSDT")
 
 
 class Sink:
-    """A client as fan-out sees it; ``buffered`` is what the kernel would not take."""
+    """A client as fan-out sees it; ``buffered`` is what the kernel would not take.
+    Past the soft bound (``behind``) the real transport has paused it."""
 
-    def __init__(self, buffered: int = 0) -> None:
+    def __init__(self, buffered: int = 0, behind: bool = False) -> None:
         self.out: list[bytes] = []
         self.writes: list[list[bytes]] = []
         self.buffered = buffered
         self.closed: tuple[int, str] | None = None
+        self.closing = False
+        self.behind_since = 1.0 if behind else 0.0
+        self.raw = self
+
+    def write(self, data: bytes) -> None:  # the transport, for one frame
+        self.writes.append([data])
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def write_frames(self, frames: list[bytes]) -> int:
+        if self.closing:
+            return 0
         self.writes.append(frames)
         return self.buffered
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
+        self.closing = True
 
 
 def test_subscribe_is_pending_until_a_snapshot_promotes_it():
@@ -87,8 +100,29 @@ def test_fanout_writes_each_clients_batch_once():
 
 def test_fanout_closes_a_client_past_the_hard_bound():
     fan = Fanout(hard_limit=1000)
-    slow, fine = Sink(buffered=1001), Sink(buffered=1000)
+    slow, fine = Sink(buffered=1001, behind=True), Sink(buffered=1000, behind=True)
     fan.queue([slow, fine], b"x")
     fan.flush()
     assert slow.closed == (SLOW_CONSUMER, "slow consumer") and fine.closed is None
     assert fan.slow_closed == 1
+    fan.queue([fine], b"y")  # several frames in one write: checked the same way
+    fan.queue([slow, fine], b"z")
+    fine.buffered = 1001
+    fan.flush()
+    assert fine.closed == (SLOW_CONSUMER, "slow consumer") and fan.slow_closed == 2
+
+
+def test_a_lone_message_goes_straight_to_each_socket_and_keeps_order_with_a_second():
+    fan = Fanout(hard_limit=1000)
+    a, b, gone = Sink(), Sink(), Sink()
+    gone.closing = True
+    targets = {a, b, gone}
+    fan.queue(targets, b"one")
+    targets.discard(b)  # the set changes before the flush: what was queued still goes
+    fan.flush()
+    assert a.writes == [[b"one"]] and b.writes == [[b"one"]] and gone.writes == []
+    fan.queue([a, b], b"two")
+    fan.queue([a], b"three")
+    fan.flush()
+    assert a.writes[1:] == [[b"two", b"three"]] and b.writes[1:] == [[b"two"]]
+    assert fan.frames_out == 6 and fan.writes == 5
