@@ -71,6 +71,12 @@ def prometheus(rows: list[dict[str, int]], ingest: dict[str, Any] | None) -> str
     return "\n".join(out) + "\n"
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    return str(int(value)) if isinstance(value, (bool, int)) else f"{value:g}"
+
+
 def _ingest_metrics(ingest: dict[str, Any] | None) -> list[str]:
     out = ["# HELP hotpath_ingest_up 1 when the ingest reported within the last 3 s",
            "# TYPE hotpath_ingest_up gauge",
@@ -81,11 +87,17 @@ def _ingest_metrics(ingest: dict[str, Any] | None) -> list[str]:
             "# TYPE hotpath_upstream_up gauge",
             f"hotpath_upstream_up {1 if ingest.get('upstream_ok') else 0}"]
     conns = ingest.get("connections") or []
-    for field, help_text, kind in (("connected", "upstream connection is open", "gauge"),
-                                   ("subscribed", "topics subscribed", "gauge"),
-                                   ("messages", "upstream messages received", "counter"),
-                                   ("reconnects", "upstream reconnects", "counter")):
+    for field, help_text, kind in (
+            ("connected", "upstream connection is open", "gauge"),
+            ("topics", "topics placed on the connection", "gauge"),
+            ("subscribed", "topics subscribed", "gauge"),
+            ("messages_per_second", "upstream messages per second (last second)", "gauge"),
+            ("last_message_age", "seconds since the connection's last message", "gauge"),
+            ("messages", "upstream messages received", "counter"),
+            ("reconnects", "upstream reconnects", "counter"),
+            ("gaps", "order-book sequence gaps (each resubscribed)", "counter"),
+            ("resyncs", "topics resubscribed for a fresh snapshot", "counter")):
         metric = f"hotpath_upstream_{field}" + ("_total" if kind == "counter" else "")
         out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-        out += [f'{metric}{{conn="{c["index"]}"}} {int(c.get(field) or 0)}' for c in conns]
+        out += [f'{metric}{{conn="{c["index"]}"}} {_number(c.get(field))}' for c in conns]
     return out

@@ -94,7 +94,10 @@ class BybitConnection:
         self.messages = 0
         self.reconnects = 0
         self.resubscribes = 0
+        self.gaps = 0  # topics of this connection whose sequence broke
         self.last_message = 0.0
+        self._rate_mark = (time.monotonic(), 0)  # (when, messages) of the last rate sample
+        self._rate = 0.0
         self.transport: picows.WSTransport | None = None
         self._acks: dict[str, asyncio.Future[bybit.Frame]] = {}
         self._req_ids = itertools.count(1)
@@ -128,6 +131,14 @@ class BybitConnection:
             if self.transport is not None:
                 self._send("unsubscribe", [topic])
         self._wake.set()
+
+    def rate(self, now: float) -> float:
+        """Messages per second over the last second or more (status calls sample it)."""
+        when, count = self._rate_mark
+        if now - when >= 1.0:
+            self._rate = round((self.messages - count) / (now - when), 1)
+            self._rate_mark = (now, self.messages)
+        return self._rate
 
     def on_text(self, payload: memoryview) -> None:
         self.last_message = time.monotonic()

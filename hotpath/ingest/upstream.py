@@ -56,9 +56,11 @@ class Upstream:
         for conn, batch in by_conn.items():
             conn.remove(batch)
 
-    def resubscribe(self, topic: str) -> None:
+    def resubscribe(self, topic: str, gap: bool = False) -> None:
+        """Subscribe ``topic`` afresh; ``gap``: because its sequence broke."""
         conn = self.where.get(topic)
         if conn is not None:
+            conn.gaps += gap
             conn.resubscribe(topic)
 
     def ok(self) -> bool:
@@ -73,8 +75,8 @@ class Upstream:
         now = time.monotonic()
         return [{"index": c.index, "connected": c.connected, "topics": len(c.topics),
                  "subscribed": len(c.subscribed), "rejected": len(c.rejected),
-                 "messages": c.messages, "reconnects": c.reconnects,
-                 "resyncs": c.resubscribes,
+                 "messages": c.messages, "messages_per_second": c.rate(now),
+                 "reconnects": c.reconnects, "gaps": c.gaps, "resyncs": c.resubscribes,
                  "last_message_age": round(now - c.last_message, 3) if c.last_message else None}
                 for c in self.conns]
 

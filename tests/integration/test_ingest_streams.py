@@ -161,7 +161,14 @@ async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim):
                 fault_sim.control("book?symbol=ETHUSDT&depth=50")), timeout=10)
         finally:
             fault_sim.control("resume")
-        wait_for(lambda: _ingest_total(fnode, "resyncs") >= 1, 5, "/stats to count it")
+        wait_for(lambda: _ingest_total(fnode, "gaps") >= 1, 5, "/stats to count the gap")
+        assert _ingest_total(fnode, "resyncs") >= 1
+        _, conns = http_get(fnode.url + "/stats")
+        assert sum(c["messages_per_second"] for c in conns["ingest"]["connections"]) > 0
+        _, metrics = http_get(fnode.url + "/metrics")
+        gaps = [line for line in metrics.splitlines()
+                if line.startswith("hotpath_upstream_gaps_total{")]
+        assert gaps and sum(float(line.split()[-1]) for line in gaps) >= 1
     finally:
         await client.close()
 
