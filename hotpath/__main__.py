@@ -1,8 +1,10 @@
-"""Command line: ``hotpath serve | ingest | gateway | sim`` (also ``python -m hotpath``)."""
+"""Command line: ``hotpath serve | ingest | gateway | sim | watch | check | token``
+(also ``python -m hotpath``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from hotpath import __version__
@@ -22,6 +24,7 @@ COMMANDS = {
     "sim": "run the Bybit V5 simulator (hotpath sim --help for its options)",
     "watch": "print live messages of some streams from a running hotpath",
     "check": "validate the configuration and check Redis and the upstream; exit 0 when all is well",
+    "token": "print an HS256 JWT for a node run with --auth jwt (hotpath token --help)",
 }
 
 
@@ -32,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hotpath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        if name in ("sim", "watch"):
+        if name in ("sim", "watch", "token"):
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         cmd = sub.add_parser(name, help=help_text, description=help_text)
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "watch":
         from hotpath.watch import main as watch_main
         return watch_main(argv[1:])
+    if argv and argv[0] == "token":
+        return _token(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -77,6 +82,32 @@ def main(argv: list[str] | None = None) -> int:
         return ingest_main(config)
     from hotpath.gateway.worker import main as gateway_main
     return gateway_main(config, args.index)
+
+
+def _token(argv: list[str]) -> int:
+    """``hotpath token``: sign a JWT with the node's secret, for clients or for testing."""
+    parser = argparse.ArgumentParser(
+        prog="hotpath token", description=COMMANDS["token"].split(" (")[0] + ". The secret "
+        "comes from --secret-file, else HOTPATH_AUTH_SECRET_FILE, else HOTPATH_AUTH_SECRET.")
+    parser.add_argument("--secret-file", default=os.environ.get("HOTPATH_AUTH_SECRET_FILE"),
+                        help="file holding the secret the node was given")
+    parser.add_argument("--ttl", type=float, default=3600.0,
+                        help="seconds until the token expires (default 3600)")
+    parser.add_argument("--sub", default="", help="'sub' claim: whom the token is for")
+    args = parser.parse_args(argv)
+    try:
+        secret = (config_mod.read_secret(args.secret_file) if args.secret_file
+                  else os.environ.get("HOTPATH_AUTH_SECRET", ""))
+    except config_mod.ConfigError as exc:
+        print(f"hotpath token: {exc}", file=sys.stderr)
+        return 2
+    if len(secret.encode()) < config_mod.MIN_SECRET or args.ttl <= 0:
+        print(f"hotpath token: needs a secret of at least {config_mod.MIN_SECRET} bytes "
+              "(--secret-file) and --ttl > 0", file=sys.stderr)
+        return 2
+    from hotpath.gateway.auth import make_token
+    print(make_token(secret, args.ttl, claims={"sub": args.sub} if args.sub else None))
+    return 0
 
 
 if __name__ == "__main__":

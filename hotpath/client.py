@@ -11,6 +11,12 @@ keeps the merged state: ticker fields, the order book (``{"bids": {price: size},
 whose ``seq`` is not the previous one + 1 makes the client ask for a fresh snapshot
 (and the gap is not passed on). After a lost connection it reconnects with
 exponential backoff and full jitter and subscribes everything again.
+
+For a node with authentication on, pass ``token``: a string, or a function returning
+one (called on every connect, so a fresh JWT can be fetched each time). It is sent as
+the first message of each connection. A refused token comes back as a 401 ``error``
+reply (``error="UNAUTHORIZED"``) and the client retries with backoff; a connection
+closed because its token expired reconnects at once, with a new token from the function.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import collections
 import logging
 import random
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import msgspec
 import picows
@@ -155,8 +161,10 @@ class HotpathClient:
     """See the module docstring. Not thread-safe; use it from one event loop."""
 
     def __init__(self, url: str, *, reconnect: bool = True, max_delay: float = 30.0,
-                 ping_interval: float = 20.0, queue_size: int = 100_000) -> None:
+                 ping_interval: float = 20.0, queue_size: int = 100_000,
+                 token: str | Callable[[], str] | None = None) -> None:
         self.url = url
+        self.token = token
         self.reconnect = reconnect
         self.max_delay = max_delay
         self.ping_interval = ping_interval
@@ -170,6 +178,7 @@ class HotpathClient:
         self._connected = asyncio.Event()
         self._closing = False
         self._retry_scheduled = False
+        self._unauthorized = False  # this connection's token was refused
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> HotpathClient:
@@ -235,13 +244,11 @@ class HotpathClient:
             except (OSError, asyncio.TimeoutError, picows.WSError) as exc:
                 if not self.reconnect:
                     raise
-                delay = random.uniform(0, min(self.max_delay, 0.5 * 2 ** attempt))
-                attempt += 1
-                log.info("cannot connect to %s (%s); retrying in %.1fs", self.url, exc, delay)
-                await asyncio.sleep(delay)
+                attempt = await self._backoff(attempt, f"cannot connect to {self.url} ({exc})")
                 continue
-            attempt = 0
             self._transport = transport
+            self._unauthorized = False
+            self._authenticate(transport)  # before anything else goes out
             self._connected.set()
             if self.streams:
                 self._resubscribe(list(self.streams), fresh_connection=True)
@@ -251,8 +258,25 @@ class HotpathClient:
             if self._closing or not self.reconnect:
                 break
             self.reconnects += 1
-            log.info("disconnected from %s; reconnecting", self.url)
+            if self._unauthorized:  # the same token would be refused again at once
+                attempt = await self._backoff(attempt, f"{self.url} refused our token")
+            else:
+                attempt = 0
+                log.info("disconnected from %s; reconnecting", self.url)
         self._queue.put_nowait(None)
+
+    async def _backoff(self, attempt: int, why: str) -> int:
+        delay = random.uniform(0, min(self.max_delay, 0.5 * 2 ** attempt))
+        log.info("%s; retrying in %.1fs", why, delay)
+        await asyncio.sleep(delay)
+        return attempt + 1
+
+    def _authenticate(self, transport: picows.WSTransport) -> None:
+        if self.token is None:
+            return
+        token = self.token() if callable(self.token) else self.token
+        transport.send(picows.WSMsgType.TEXT, _encode(
+            {"op": "auth", "token": token, "req_id": _OWN}))
 
     async def _ping(self, transport: picows.WSTransport) -> None:
         while not transport.is_disconnected:
@@ -283,7 +307,10 @@ class HotpathClient:
             head = _peek.decode(payload)
             if head.stream is None:
                 reply = _reply.decode(payload)
-                if reply.req_id == _OWN:
+                if reply.error == "UNAUTHORIZED":
+                    self._unauthorized = True
+                    self.replies.put_nowait(reply)  # the caller's to see, whoever asked
+                elif reply.req_id == _OWN:
                     self._own_reply(reply)
                 elif reply.op != "pong":
                     self.replies.put_nowait(reply)

@@ -20,6 +20,9 @@ BYBIT_TESTNET_WS = "wss://stream-testnet.bybit.com/v5/public/linear"
 BYBIT_TESTNET_REST = "https://api-testnet.bybit.com"
 
 
+MIN_SECRET = 32  # bytes of an auth secret (RFC 7518 §3.2: an HS256 key of 256 bits or more)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says why."""
 
@@ -76,6 +79,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     shutdown_grace: float = 0.0
     shutdown_window: float = 10.0
     socket_send_buffer: int = 0  # SO_SNDBUF of client sockets; 0: the kernel's default
+    auth: Literal["none", "secret", "jwt"] = "none"
+    auth_secret: str = ""  # load() fills it from auth_secret_file when that is given
+    auth_secret_file: str = ""
+    auth_timeout: float = 5.0
+    auth_leeway: float = 5.0
 
 
 class SchemaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -205,6 +213,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("gateway.shutdown_window", "seconds over which a stopping node spreads its client closes"),
     Option("gateway.socket_send_buffer", "kernel send buffer (SO_SNDBUF) of each client socket, "
            "bytes (0: the kernel's default)"),
+    Option("gateway.auth", "client authentication: none, secret (a shared token) or jwt "
+           "(HS256, with expiry); see the README's Security model"),
+    Option("gateway.auth_secret", "the shared token (--auth secret) or the HS256 key (--auth jwt), "
+           "at least 32 bytes; prefer --auth-secret-file (argv is visible in ps)"),
+    Option("gateway.auth_secret_file", "file holding the auth secret (surrounding whitespace "
+           "ignored)"),
+    Option("gateway.auth_timeout", "seconds a client may take to authenticate before close 4001"),
+    Option("gateway.auth_leeway", "seconds of clock skew allowed on a JWT's exp and nbf"),
     Option("schema.compat", "client schema compatibility: '' or 'mudrex' (stream prefix and source)"),
     Option("schema.stream_prefix", "prefix of the 'stream' field in client messages"),
     Option("schema.source", "'source' field of client messages"),
@@ -271,8 +287,32 @@ def load(args: argparse.Namespace | None = None,
         config = msgspec.convert(tree, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc))) from None
+    config = _with_secret_file(config)
     _validate(config)
     return config
+
+
+def read_secret(path: str) -> str:
+    """The secret in the file at ``path``, without surrounding whitespace. Raises ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--auth-secret-file: cannot read {path}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not secret:
+        raise ConfigError(f"--auth-secret-file: {path} is empty")
+    return secret
+
+
+def _with_secret_file(config: Config) -> Config:
+    g = config.gateway
+    if not g.auth_secret_file:
+        return config
+    if g.auth_secret:
+        raise ConfigError("give --auth-secret or --auth-secret-file, not both")
+    gateway = msgspec.structs.replace(g, auth_secret=read_secret(g.auth_secret_file))
+    return msgspec.structs.replace(config, gateway=gateway)
 
 
 def _explain(message: str) -> str:
@@ -297,6 +337,13 @@ def _validate(config: Config) -> None:
          "--send-buffer-soft must be > 0 and below --send-buffer-hard"),
         (g.max_connections_per_ip >= 0, "--max-connections-per-ip must be >= 0"),
         (0 <= g.flush_window_ms <= 1000, "--flush-window-ms must be 0..1000"),
+        (g.auth == "none" or bool(g.auth_secret),
+         f"--auth {g.auth} needs a secret: --auth-secret-file FILE (or --auth-secret, "
+         "HOTPATH_AUTH_SECRET)"),
+        (not g.auth_secret or len(g.auth_secret.encode()) >= MIN_SECRET,
+         f"the auth secret must be at least {MIN_SECRET} bytes (e.g. openssl rand -hex 32)"),
+        (g.auth_timeout > 0 and g.auth_leeway >= 0,
+         "--auth-timeout must be > 0 and --auth-leeway >= 0"),
         (config.upstream.topics_per_connection > 0, "--upstream-topics-per-connection must be > 0"),
         (config.upstream.ping_interval > 0, "--ping-interval must be > 0"),
         (config.upstream.connect_budget > 0, "--connect-budget must be > 0"),

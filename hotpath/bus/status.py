@@ -26,6 +26,7 @@ class IngestStatus(msgspec.Struct):
     # the ingest's own share: a message handled -> its PUBLISH written to Redis
     hold_p50_ms: float = 0.0
     hold_p99_ms: float = 0.0
+    redis_unexpected: int = 0  # messages on the control and status channels, ignored
 
 
 encoder = msgspec.json.Encoder()

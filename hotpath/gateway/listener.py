@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,8 @@ class Client(picows.WSListener):
     """
 
     __slots__ = ("worker", "forwarded_for", "initial", "ip", "out", "transport", "raw",
-                 "last_seen", "behind_since", "closing", "messages", "ops", "violations")
+                 "last_seen", "behind_since", "closing", "messages", "ops", "violations",
+                 "authed", "auth_expires")
 
     def __init__(self, worker: Worker, forwarded_for: str, initial: list[str]) -> None:
         super().__init__()
@@ -50,6 +52,10 @@ class Client(picows.WSListener):
         self.messages = TokenBucket(g.max_messages_per_second, g.max_messages_per_second, now)
         self.ops = TokenBucket(g.max_ops_per_second, g.max_ops_per_second, now)
         self.violations = 0
+        self.authed = True  # the worker says otherwise when auth is on and no token came yet
+        # Unix time after which the client is closed: its token's exp (+ leeway) once in,
+        # the auth timeout before; inf: never.
+        self.auth_expires = math.inf
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport

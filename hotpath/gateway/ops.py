@@ -1,4 +1,4 @@
-"""Client operations of one worker: rate limits, subscribe, unsubscribe, ping.
+"""Client operations of one worker: rate limits, auth, subscribe, unsubscribe, ping.
 
 Every reply goes out at once with ``Client.send``; stream data follows later, when
 the stream's snapshot arrives (see ``feed``).
@@ -10,8 +10,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from hotpath.gateway import auth
 from hotpath.protocol import client_ops, streams
-from hotpath.protocol.client_ops import Ping, Rejected, Subscribe, SubscriptionReply, Unsubscribe
+from hotpath.protocol.client_ops import (Auth, AuthReply, Ping, Rejected, Subscribe,
+                                         SubscriptionReply, Unsubscribe)
 
 if TYPE_CHECKING:
     from hotpath.config import GatewayConfig
@@ -33,6 +35,9 @@ class ClientOps:
         self.feed = feed
         self.msgs_in = 0
         self.rate_limited = 0
+        self.auth_failures = 0
+        self.verifier = (auth.Verifier(config.auth, config.auth_secret, config.auth_leeway)
+                         if config.auth != "none" else None)
 
     def handle_text(self, client: Client, payload: memoryview) -> None:
         self.msgs_in += 1
@@ -41,6 +46,10 @@ class ClientOps:
             self._rate_limited(client, "messages", self.config.max_messages_per_second)
             return
         op = client_ops.decode_op(payload)
+        if not client.authed and not isinstance(op, Auth):
+            self.refuse(client, "authentication required: the first message must be "
+                        '{"op":"auth","token":"..."}', getattr(op, "req_id", None))
+            return
         if isinstance(op, (Subscribe, Unsubscribe)) and not client.ops.take(now):
             self._rate_limited(client, "subscribe/unsubscribe ops",
                                self.config.max_ops_per_second, op.req_id)
@@ -54,6 +63,8 @@ class ClientOps:
             self.subscribe(client, op)
         elif isinstance(op, Unsubscribe):
             self.unsubscribe(client, op)
+        elif isinstance(op, Auth):
+            self.authenticate(client, op)
 
     def handle_unsupported(self, client: Client) -> None:
         client.send(client_ops.error("Only unfragmented text frames carrying JSON are accepted",
@@ -68,6 +79,30 @@ class ClientOps:
             return
         client.send(client_ops.error(f"Rate limit: at most {limit:g} {what} per second",
                                      client_ops.TOO_MANY, client_ops.RATE_LIMITED, req_id))
+
+    def authenticate(self, client: Client, op: Auth) -> None:
+        """Check the token (first auth, or a fresher token later); with auth off, say yes.
+        The streams named in the URL are subscribed once the client is in."""
+        if self.verifier is None:
+            client.send(client_ops.encode(AuthReply(True, None, op.req_id)))
+            return
+        outcome = self.verifier.verify(op.token, time.time())
+        if isinstance(outcome, auth.Refused):
+            self.refuse(client, outcome.reason, op.req_id)
+            return
+        first = not client.authed
+        client.authed = True
+        client.auth_expires = outcome.expires
+        client.send(client_ops.encode(AuthReply(True, outcome.exp, op.req_id)))
+        if first and client.initial:
+            self.subscribe(client, Subscribe(args=list(client.initial)))
+
+    def refuse(self, client: Client, reason: str, req_id: client_ops.ReqId = None) -> None:
+        """A missing or bad token: say why, then close the connection."""
+        self.auth_failures += 1
+        client.send(client_ops.error(f"Unauthorized: {reason}", client_ops.UNAUTHORIZED_CODE,
+                                     client_ops.UNAUTHORIZED, req_id))
+        client.close(client_ops.CLOSE_UNAUTHORIZED, "unauthorized")
 
     def _too_many_args(self, client: Client, op: Subscribe | Unsubscribe) -> bool:
         """More args than a connection could ever hold: refuse the whole request."""

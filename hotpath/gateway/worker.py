@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -18,7 +19,7 @@ import picows
 from hotpath import __version__, logs
 from hotpath.runtime import run_until_signalled
 from hotpath.config import Config
-from hotpath.gateway import http, stats
+from hotpath.gateway import auth, http, stats
 from hotpath.gateway.static import static_response
 from hotpath.gateway.fanout import Fanout
 from hotpath.gateway.feed import INGEST_FRESH, Feed
@@ -142,21 +143,41 @@ class Worker:
             self.rejected += 1
             return http.json_response(503, {"error": client_ops.SERVICE_UNAVAILABLE,
                                             "message": "node is full; try another node"})
-        wanted = [s for v in parse_qs(query).get("streams", []) for s in v.split(",") if s]
-        return Client(self, request.headers.get("X-Forwarded-For", ""), wanted)
+        params = parse_qs(query, keep_blank_values=True)
+        grant = self._query_token(params)
+        if isinstance(grant, auth.Refused):
+            self.rejected += 1
+            self.ops.auth_failures += 1
+            return http.json_response(401, {"error": client_ops.UNAUTHORIZED,
+                                            "message": f"Unauthorized: {grant.reason}"})
+        wanted = [s for v in params.get("streams", []) for s in v.split(",") if s]
+        client = Client(self, request.headers.get("X-Forwarded-For", ""), wanted)
+        client.authed = grant is not None
+        client.auth_expires = grant.expires if grant is not None else math.inf
+        return client
+
+    def _query_token(self, params: dict[str, list[str]]) -> auth.Granted | auth.Refused | None:
+        """The verdict on ``?token=``; None: the client must send an auth op first."""
+        verifier = self.ops.verifier
+        if verifier is None:
+            return auth.Granted(math.inf)
+        tokens = params.get("token")
+        return verifier.verify(tokens[0], time.time()) if tokens else None
 
     def client_connected(self, client: Client) -> None:
         client.ip = self._client_ip(client)
         limit = self.config.gateway.max_connections_per_ip
         from_ip = self.node.ip_add(self.index, client.ip, 1)
         self.connections_total += 1
+        if not client.authed:
+            client.auth_expires = time.time() + self.config.gateway.auth_timeout
         self.registry.add_client(client)
         self.node.set(self.index, "clients", len(self.registry.clients))
         if limit and from_ip > limit:
             self.rejected += 1
             client.close(1008, f"too many connections from {client.ip} (limit {limit})")
             return
-        if client.initial:
+        if client.initial and client.authed:  # else once it has authenticated
             self.ops.subscribe(client, Subscribe(args=list(client.initial)))
 
     def _client_ip(self, client: Client) -> str:
@@ -199,6 +220,8 @@ class Worker:
             self.feed.refresh_demand(now)
             self.feed.check_ingest(now)
             self._close_slow(now)
+            if self.ops.verifier is not None:
+                self._close_unauthenticated(time.time())
             if now - last_idle_scan >= min(IDLE_SCAN, g.idle_timeout / 2):
                 last_idle_scan = now
                 self._close_idle(now)
@@ -215,6 +238,14 @@ class Worker:
         for client in [c for c in self.registry.clients if now - c.last_seen > timeout]:
             client.close(1001, "idle timeout")
 
+    def _close_unauthenticated(self, wall: float) -> None:
+        """Close clients whose token expired or that did not authenticate in time."""
+        for client in [c for c in self.registry.clients
+                       if c.auth_expires < wall and not c.closing]:
+            self.ops.auth_failures += 1
+            client.close(client_ops.CLOSE_UNAUTHORIZED,
+                         "token expired" if client.authed else "auth timeout")
+
     def _publish_row(self, now: float) -> None:
         feed = self.feed
         row = {"heartbeat_ms": int(time.time() * 1000), "clients": len(self.registry.clients),
@@ -224,7 +255,8 @@ class Worker:
                "redis_messages": feed.subscriber.messages, "slow_paused": self.slow_paused,
                "slow_closed": self.fanout.slow_closed, "rate_limited": self.ops.rate_limited,
                "gaps": feed.gaps, "snapshots_requested": feed.snapshot_requests,
-               "client_errors": self.errors}
+               "client_errors": self.errors, "auth_failures": self.ops.auth_failures,
+               "redis_unexpected": feed.unexpected}
         by_kind = Counter({k: 0 for k in streams.KINDS})
         for slot in self.registry.slots.values():
             by_kind[slot.stream.kind] += len(slot)
@@ -269,7 +301,8 @@ class Worker:
                 "upstream_ok": ingest.upstream_ok, "upstream_url": ingest.upstream_url,
                 "connections": ingest.connections, "symbols": len(ingest.symbols),
                 "bad_messages": ingest.bad_messages, "published": ingest.published,
-                "redis_dropped": ingest.redis_dropped}
+                "redis_dropped": ingest.redis_dropped,
+                "redis_unexpected": ingest.redis_unexpected}
 
     def stats(self) -> dict[str, Any]:
         node = {"id": self.node_id, "workers": self.node.workers, "answered_by": self.index,
@@ -296,6 +329,7 @@ class Worker:
                        "send_buffer_soft": g.send_buffer_soft,
                        "send_buffer_hard": g.send_buffer_hard,
                        "max_connections_per_ip": g.max_connections_per_ip},
+            "auth": g.auth,
             "symbols": len(self.feed.symbols),
         }
 

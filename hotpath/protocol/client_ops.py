@@ -12,6 +12,7 @@ import msgspec
 
 # Error codes and names of the public contract.
 BAD_REQUEST = 400
+UNAUTHORIZED_CODE = 401
 TOO_MANY = 429
 UNAVAILABLE = 503
 INVALID_OPERATION = "INVALID_OPERATION"
@@ -19,6 +20,10 @@ INVALID_STREAM_FORMAT = "INVALID_STREAM_FORMAT"
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 RATE_LIMITED = "RATE_LIMITED"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+UNAUTHORIZED = "UNAUTHORIZED"
+# WebSocket close code of a client that did not authenticate, sent a bad token or whose
+# token expired (4000-4999: private use, RFC 6455 §7.4.2); the reason says which.
+CLOSE_UNAUTHORIZED = 4001
 
 ReqId = Union[str, int, None]
 
@@ -41,7 +46,12 @@ class Ping(Op, tag="ping"):
     req_id: ReqId = None
 
 
-AnyOp = Union[Subscribe, Unsubscribe, Ping]
+class Auth(Op, tag="auth"):
+    token: str
+    req_id: ReqId = None
+
+
+AnyOp = Union[Subscribe, Unsubscribe, Ping, Auth]
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -62,6 +72,12 @@ class Pong(msgspec.Struct, omit_defaults=True, tag_field="op", tag="pong"):
     req_id: ReqId = None
 
 
+class AuthReply(msgspec.Struct, omit_defaults=True, tag_field="op", tag="auth"):
+    success: bool
+    expires: int | None = None  # the token's exp (unix seconds); None: no expiry
+    req_id: ReqId = None
+
+
 class ErrorReply(msgspec.Struct, omit_defaults=True, tag_field="op", tag="error"):
     message: str
     code: int
@@ -72,7 +88,7 @@ class ErrorReply(msgspec.Struct, omit_defaults=True, tag_field="op", tag="error"
 _decoder = msgspec.json.Decoder(AnyOp)
 _peek_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
-KNOWN_OPS = ("subscribe", "unsubscribe", "ping")
+KNOWN_OPS = ("subscribe", "unsubscribe", "ping", "auth")
 
 
 def decode_op(payload: bytes | memoryview) -> AnyOp | ErrorReply:

@@ -38,6 +38,9 @@
    *
    * @typedef {object} ClientOptions
    * @property {string[]} [streams] streams to subscribe at once
+   * @property {string | (() => string)} [token] for a node with authentication on: sent as
+   *   the first message of every connection (a function is called each time, so it can
+   *   hand out a fresh JWT); a refused token is an `error` event with code 401
    * @property {boolean | ReconnectOptions} [reconnect=true] false: never reconnect
    * @property {number} [pingInterval=20000] keep-alive ping period, ms
    * @property {number} [maxSubscriptions=100] streams per connection (server limit)
@@ -441,9 +444,16 @@
       this.isOpen = true;
       this.lastSeen = Date.now();
       this.timers.ping = setInterval(() => this._keepAlive(), this.client.options.pingInterval);
+      const { token } = this.client.options;
+      if (token) this._authenticate(typeof token === "function" ? token() : token);
       if (this.streams.size) this.send("subscribe", [...this.streams]);
-      else this.attempt = 0;
+      else if (!token) this.attempt = 0; // else once the token is accepted
       this.client._connectionOpened(this);
+    }
+
+    _authenticate(token) {
+      const reqId = this.client._nextReqId();
+      this.ws.send(JSON.stringify({ op: "auth", token: String(token), req_id: reqId }));
     }
 
     _onMessage(event) {
@@ -771,6 +781,8 @@
         this._onReply(msg, conn);
       } else if (msg.op === "error") {
         this._onError(msg, conn);
+      } else if (msg.op === "auth" && msg.success) {
+        conn.attempt = 0; // backoff starts over
       }
     }
 
