@@ -64,6 +64,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_subscriptions: int = 100
     read_buffer_size: int = 1024  # clients send little; picows grows it for a larger frame
     max_frame_size: int = 65_536
+    listen_backlog: int = 4096
     max_ops_per_second: float = 10.0
     max_messages_per_second: float = 100.0
     idle_timeout: float = 300.0
@@ -194,6 +195,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gateway.max_subscriptions", "streams one client may subscribe to"),
     Option("gateway.read_buffer_size", "initial read buffer per client connection, bytes"),
     Option("gateway.max_frame_size", "largest inbound client frame, bytes (larger: close 1009)"),
+    Option("gateway.listen_backlog", "connections each worker's listener queues before accepting "
+           "them (the kernel caps it at net.core.somaxconn)"),
     Option("gateway.max_ops_per_second", "subscribe/unsubscribe ops per second per client (beyond: 429)"),
     Option("gateway.max_messages_per_second", "inbound messages per second per client (beyond: 429)"),
     Option("gateway.idle_timeout", "seconds without any client message or pong before close 1001"),
@@ -331,6 +334,7 @@ def _validate(config: Config) -> None:
         (g.max_clients > 0, "--max-clients must be > 0"),
         (g.max_subscriptions > 0, "--max-subscriptions must be > 0"),
         (g.max_frame_size >= 128, "--max-frame-size must be >= 128"),
+        (g.listen_backlog >= 1, "--listen-backlog must be >= 1"),
         (g.max_ops_per_second > 0 and g.max_messages_per_second > 0,
          "--max-ops-per-second and --max-messages-per-second must be > 0"),
         (0 < g.send_buffer_soft < g.send_buffer_hard,

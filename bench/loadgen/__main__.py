@@ -10,6 +10,14 @@ Examples::
     # 5 streams per client drawn Zipf over the 200 busiest symbols, tickers and trades
     python -m bench.loadgen --url ws://127.0.0.1:8080/ws --clients 1000 --mix zipf \\
         --per-client 5 --kinds ticker,trade --symbols-url http://127.0.0.1:PORT --symbols 200
+
+    # plus 1,000 clients that subscribe at the window's start and never read
+    python -m bench.loadgen --url ws://127.0.0.1:8080/ws --clients 1000 --duration 15 \\
+        --slow-clients 1000 --hotpath-url http://127.0.0.1:8080
+
+    # reconnect storm: 10,000 clients dropped at once, all reconnecting within 1 s
+    python -m bench.loadgen --url ws://127.0.0.1:8080/ws --clients 10000 --processes 4 \\
+        --source-ips 127.0.9.1-4 --storm-spread 1 --hotpath-url http://127.0.0.1:8080
 """
 
 from __future__ import annotations
@@ -82,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "stalled (default 10 for the hot mix, off otherwise)")
     c.add_argument("--ping-interval", type=float, default=100.0,
                    help="client WebSocket ping when idle this long, s (0: never) (default 100)")
+    r = p.add_argument_group("reliability (both start at the window's start)")
+    r.add_argument("--slow-clients", type=int, default=0,
+                   help="also connect this many clients (one process of their own) that "
+                        "subscribe and never read; they drain once the node closed them all "
+                        "(seen in --hotpath-url's /stats) or at the window's end, and the "
+                        "close code and reason each got are reported (default 0)")
+    r.add_argument("--slow-stream", action="append", default=[],
+                   help="a stream the never-reading clients subscribe to (repeatable; "
+                        "default: the mix's streams)")
+    r.add_argument("--slow-ramp", type=float, default=2000.0,
+                   help="their connects per second (default 2000)")
+    r.add_argument("--slow-rcvbuf", type=int, default=4096,
+                   help="their socket receive buffer, bytes (default 4096)")
+    r.add_argument("--storm-spread", type=float, default=0.0,
+                   help="reconnect storm: drop every held client at once (reset) and "
+                        "reconnect them all within this many seconds; the window lasts "
+                        "until all are back with their snapshots (default 0: off)")
+    r.add_argument("--storm-timeout", type=float, default=60.0,
+                   help="bound on each storm reconnect and on the whole storm, s (default 60)")
     m = p.add_argument_group("measurement")
     m.add_argument("--hotpath-url", default="",
                    help="http://host:port of the hotpath node: /stats counters and, when local, "
@@ -124,7 +151,10 @@ def options(ns: argparse.Namespace) -> Options:
                    require_snapshot=not ns.no_snapshot, churn_rate=ns.churn_rate,
                    ping_interval=ns.ping_interval, stale_after=stale, label=ns.label,
                    hotpath_url=ns.hotpath_url, measure=dict(ns.measure),
-                   server_group=ns.server_group)
+                   server_group=ns.server_group, slow_clients=ns.slow_clients,
+                   slow_streams=ns.slow_stream, slow_ramp=ns.slow_ramp,
+                   slow_rcvbuf=ns.slow_rcvbuf,
+                   storm_spread=ns.storm_spread, storm_timeout=ns.storm_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

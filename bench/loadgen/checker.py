@@ -34,7 +34,9 @@ ERRORS = ("gaps", "duplicates", "snapshot_not_first", "snapshot_missing", "silen
           "rejected_subscriptions", "error_replies", "bad_messages", "stalled")
 INFO = ("connected", "ready", "resnapshots", "missing_messages", "statuses", "quiet_streams",
         "closed_by_server",
-        "churn_started", "churn_completed", "churn_failed", "churn_skipped")
+        "churn_started", "churn_completed", "churn_failed", "churn_skipped",
+        "slow_connected", "slow_lost", "slow_open", "slow_frames",
+        "storm_dropped", "storm_connected", "storm_failed")
 
 
 class Counters:
@@ -62,6 +64,13 @@ class Counters:
     churn_completed: int
     churn_failed: int
     churn_skipped: int
+    slow_connected: int  # never-reading clients connected
+    slow_lost: int  # ... that ended without a close frame from the server
+    slow_open: int  # ... still open when the run stopped (the server never closed them)
+    slow_frames: int  # frames they read once told to drain
+    storm_dropped: int  # held clients dropped at once by the reconnect storm
+    storm_connected: int  # ... that connected again
+    storm_failed: int  # ... that could not
 
     def __init__(self) -> None:
         for name in ERRORS + INFO:
@@ -69,17 +78,18 @@ class Counters:
         self.failures: dict[str, int] = {}  # connect failure reason -> count
         self.close_codes: dict[str, int] = {}  # server close code -> count
         self.error_codes: dict[str, int] = {}  # op:error "error" -> count
+        self.slow_closes: dict[str, int] = {}  # "code reason" a never-reading client got -> count
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in ERRORS + INFO}
         out.update(failures=dict(self.failures), close_codes=dict(self.close_codes),
-                   error_codes=dict(self.error_codes))
+                   error_codes=dict(self.error_codes), slow_closes=dict(self.slow_closes))
         return out
 
 
 def merge_counters(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {name: 0 for name in ERRORS + INFO}
-    total.update(failures={}, close_codes={}, error_codes={})
+    total.update(failures={}, close_codes={}, error_codes={}, slow_closes={})
     for part in parts:
         for key, value in part.items():
             if isinstance(value, dict):

@@ -3,6 +3,14 @@
 The parent sends ``"stop"`` over the pipe; the worker sends ``("tick", status, rows)``
 four times a second and ``("final", counters, rows, extra)`` once at the end. It also
 stops by itself at its deadline, so a lost parent never leaves it running.
+
+Two more orders from the parent, for reliability runs:
+
+- ``("go", t)`` starts a worker planned with ``start_on_go`` (its ramp begins at ``t``);
+  with ``slow`` its clients subscribe and never read their socket, until ``"drain"``
+  makes them read what is left (and the server's close frame, if it sent one).
+- ``("storm", t, spread)``: at ``t`` every held client is dropped at once (reset) and
+  connects again, the reconnects spread evenly over ``spread`` seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ class Plan:
     churn_clients: list[tuple[int, str, list[str]]] = field(default_factory=list)
     churn_inflight: int = 200
     churn_timeout: float = 10.0
+    start_on_go: bool = False  # ramp only after the parent's ("go", t), from t
+    slow: bool = False  # subscribe, then never read until told to drain
+    rcvbuf: int = 0  # SO_RCVBUF set before connecting (0: the kernel's default)
+    storm_timeout: float = 60.0  # a storm reconnect's connect + handshake bound
 
 
 def _suffix(canonical: str) -> str:
@@ -65,11 +77,14 @@ def _tails(public: str) -> list[str]:
 class Client(SeqCheck, picows.WSListener):
     """One WebSocket client: subscribes, then checks and counts what arrives."""
 
-    def __init__(self, proc: Proc, streams: list[str]) -> None:
+    def __init__(self, proc: Proc, address: str, streams: list[str],
+                 storm_t0: float = 0.0) -> None:
         super().__init__()
         self.init_check(proc.counters, proc.plan.require_snapshot)
         self.proc = proc
+        self.address = address
         self.streams = streams
+        self.storm_t0 = storm_t0  # set on a reconnect of the storm: when it began
         self.transport: picows.WSTransport | None = None
         self.expected = 0
         self.replied = not streams
@@ -150,6 +165,8 @@ class Client(SeqCheck, picows.WSListener):
         self.ready = True
         self.ready_at = _time()
         self.counters.ready += 1
+        if self.storm_t0:
+            self.proc.storm_ready.append(self.ready_at - self.storm_t0)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(True)
 
@@ -194,6 +211,39 @@ class Client(SeqCheck, picows.WSListener):
         return self.never_started() if self.require_snapshot else 0
 
 
+class SlowClient(Client):
+    """Subscribes and never reads its socket: the server's buffers for it fill up. Told
+    to drain, it reads what is left and records the server's close code and reason."""
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+        transport.underlying_transport.pause_reading()
+        self.subscribed_at = _time()
+        transport.send(TEXT, msgspec.json.encode({"op": "subscribe", "args": self.streams}))
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type == CLOSE:
+            if not self.closing:
+                reason = frame.get_close_message() or b""
+                key = f"{frame.get_close_code().value} {reason.decode('utf-8', 'replace')}"
+                count(self.counters.slow_closes, key)
+                self.closing = True  # the server's close, answered: not lost
+                transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        else:
+            self.counters.slow_frames += 1
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.gone = True
+        if not self.closing:
+            self.counters.slow_lost += 1
+        self.proc.open.discard(self)
+
+    def drain(self) -> None:
+        if self.transport is not None and not self.gone:
+            self.transport.underlying_transport.resume_reading()
+
+
 class Proc:
     """The worker process: ramp, churn, ticks to the parent, stop."""
 
@@ -209,6 +259,12 @@ class Proc:
         self.stopping = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.go_at = 0.0
+        self.go = asyncio.Event()
+        self.drained = False
+        self.storm_t0 = 0.0
+        self.storm_accept: list[float] = []  # s from the storm's start to each reconnect
+        self.storm_ready: list[float] = []  # ... to each reconnected client's snapshots
 
     def roll(self, sec: int) -> Second:
         if self.second.deliveries or self.second.churn or self.second.churn_hist:
@@ -218,16 +274,22 @@ class Proc:
 
     # -- connecting ----------------------------------------------------------------------
 
-    async def connect(self, address: str, streams: list[str]) -> Client | None:
+    async def connect(self, address: str, streams: list[str], timeout: float = 0.0,
+                      storm_t0: float = 0.0) -> Client | None:
         p = self.plan
+        timeout = timeout or p.connect_timeout
+        cls = SlowClient if p.slow else Client
+        where: dict[str, Any] = {"local_addr": (address, 0)}
+        if p.rcvbuf:
+            where = {"socket_factory": lambda url: _socket(url, address, p.rcvbuf)}
         try:
-            async with asyncio.timeout(p.connect_timeout):
+            async with asyncio.timeout(timeout):
                 _, client = await picows.ws_connect(
-                    lambda: Client(self, streams), p.url, local_addr=(address, 0),
-                    websocket_handshake_timeout=p.connect_timeout,
-                    enable_auto_ping=p.ping_interval > 0,
+                    lambda: cls(self, address, streams, storm_t0), p.url,
+                    websocket_handshake_timeout=timeout,
+                    enable_auto_ping=p.ping_interval > 0 and not p.slow,
                     auto_ping_idle_timeout=p.ping_interval or 10.0,
-                    read_buffer_init_size=4096, logger_name="loadgen")
+                    read_buffer_init_size=4096, logger_name="loadgen", **where)
         except picows.WSHandshakeError as exc:
             status = getattr(getattr(exc, "response", None), "status", None)
             self._failed(f"http {int(status)}" if status is not None else "handshake")
@@ -258,17 +320,28 @@ class Proc:
         if self.stopping.is_set():
             client.abort()
             return
-        self.counters.connected += 1
+        if self.plan.slow:
+            self.counters.slow_connected += 1
+        else:
+            self.counters.connected += 1
         if not client.gone:
             self.open.add(client)
 
     async def ramp(self) -> None:
         p = self.plan
         sem = asyncio.Semaphore(p.max_inflight)
+        start = p.start_at
+        if p.start_on_go:
+            waits = [self.loop.create_task(self.stopping.wait()),
+                     self.loop.create_task(self.go.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+            start = self.go_at
         for index, address, streams in p.clients:
             if self.stopping.is_set():
                 break
-            delay = p.start_at + index / p.ramp - _time()
+            delay = start + index / p.ramp - _time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await sem.acquire()
@@ -350,6 +423,59 @@ class Proc:
             client.abort()
         self.churning.discard(client)
 
+    # -- reliability: drain the never-reading clients, the reconnect storm ---------------
+
+    def drain(self) -> None:
+        self.drained = True
+        for client in list(self.open):
+            if isinstance(client, SlowClient):
+                client.drain()
+
+    async def storm(self, at: float, spread: float) -> None:
+        """Drop every held client at once (reset), then connect them all again, the
+        connects spread evenly over ``spread`` seconds: every client of a node whose
+        clients all reconnect at the same moment (a balancer flip, a network blip)."""
+        delay = at - _time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self.stopping.is_set():
+            return
+        old = [cl for cl in self.open if not cl.gone]
+        self.storm_t0 = t0 = _time()
+        self.counters.storm_dropped += len(old)
+        for cl in old:
+            cl.abort()
+        for k, cl in enumerate(old):
+            if self.stopping.is_set():
+                break
+            delay = t0 + spread * k / len(old) - _time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._spawn(self._rejoin(cl.address, cl.streams, t0))
+
+    async def _rejoin(self, address: str, streams: list[str], t0: float) -> None:
+        c = self.counters
+        client = await self.connect(address, streams, self.plan.storm_timeout, t0)
+        if client is None:
+            c.storm_failed += 1
+            return
+        if self.stopping.is_set():
+            client.abort()
+            return
+        c.storm_connected += 1
+        self.storm_accept.append(_time() - t0)
+        if not client.gone:
+            self.open.add(client)
+
+    def storm_pending(self) -> int:
+        """Clients of a storm not yet back: reconnecting, or back without their snapshots.
+        -1 before any storm."""
+        if not self.storm_t0:
+            return -1
+        c = self.counters
+        unsettled = c.storm_dropped - c.storm_connected - c.storm_failed
+        return unsettled + sum(1 for cl in self.open if cl.storm_t0 and not cl.ready)
+
     # -- reporting and stopping ----------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -357,7 +483,8 @@ class Proc:
         return {"open": len(self.open), "connected": c.connected, "failed": c.failed,
                 "dropped": c.dropped, "ready": sum(1 for cl in self.open if cl.ready),
                 "assigned": len(self.plan.clients), "churn_completed": c.churn_completed,
-                "churn_failed": c.churn_failed}
+                "churn_failed": c.churn_failed, "slow": self.plan.slow,
+                "slow_connected": c.slow_connected, "storm_pending": self.storm_pending()}
 
     async def ticker(self) -> None:
         while not self.stopping.is_set():
@@ -372,6 +499,8 @@ class Proc:
             self.conn.send(("tick", self.status(), rows))
 
     async def stop_clients(self) -> dict[str, Any]:
+        if self.plan.slow:
+            return await self.stop_slow_clients()
         now = _time()
         c = self.counters
         active = _time() - max((cl.last_rx for cl in self.open), default=0.0) < 1.0
@@ -403,6 +532,21 @@ class Proc:
                 "silent_examples": [cl.silent() for cl in silent[:3]],
                 "close_aborted": aborted}
 
+    async def stop_slow_clients(self) -> dict[str, Any]:
+        """Never-reading clients the server did not close: counted, then read and closed."""
+        self.counters.slow_open = len(self.open)
+        if not self.drained:
+            self.drain()
+        for cl in list(self.open):
+            cl.close()
+        deadline = time.monotonic() + self.plan.close_timeout
+        while self.open and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        aborted = len(self.open)
+        for cl in list(self.open):
+            cl.abort()
+        return {"close_aborted": aborted}
+
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
@@ -422,6 +566,9 @@ class Proc:
             task.cancel()
         self.roll(int(_time()))
         extra["sample"] = self.sample.decode("utf-8", "replace") if self.sample else None
+        if self.storm_t0:
+            extra["storm"] = {"t0": self.storm_t0, "accept_s": self.storm_accept,
+                              "ready_s": self.storm_ready}
         self.conn.send(("final", self.counters.to_dict(), self.done, extra))
 
     def _on_parent(self) -> None:
@@ -432,6 +579,28 @@ class Proc:
         if msg == "stop":
             self.loop.remove_reader(self.conn.fileno())
             self.stopping.set()
+        elif msg == "drain":
+            self.drain()
+        elif isinstance(msg, tuple) and msg[0] == "go":
+            self.go_at = float(msg[1])
+            self.go.set()
+        elif isinstance(msg, tuple) and msg[0] == "storm":
+            self._spawn(self.storm(float(msg[1]), float(msg[2])))
+
+
+async def _socket(url: Any, address: str, rcvbuf: int) -> socket.socket:
+    """A connected client socket whose receive buffer was set before connecting, so that
+    the TCP window never grows past it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        sock.bind((address, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (url.host, url.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def worker_main(plan: Plan, conn: Connection) -> None:

@@ -7,7 +7,9 @@ the window counts from zero; one that vanished is listed in ``lost``.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
 import psutil
 
@@ -50,6 +52,92 @@ class Group:
             except psutil.NoSuchProcess:
                 continue
         return out
+
+
+def footprint(groups: list[Group]) -> dict[str, float]:
+    """``<group>_rss_mib`` and ``<group>_fds`` (open file descriptors) of every group."""
+    out: dict[str, float] = {}
+    for g in groups:
+        rss = fds = 0
+        for proc in g.members():
+            try:
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    fds += proc.num_fds()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        out[f"{g.name}_rss_mib"] = round(rss / 2**20, 2)
+        out[f"{g.name}_fds"] = fds
+    return out
+
+
+class Sampler:
+    """A thread that records ``footprint(groups)`` (plus ``extra()``) every ``interval``
+    seconds, with the wall time ``t``, while the block it guards runs::
+
+        with Sampler(groups, 0.1) as sampler:
+            Swarm(opts, mix).run()
+        peak = max(row["gateway_rss_mib"] for row in sampler.rows)
+    """
+
+    def __init__(self, groups: list[Group], interval: float,
+                 extra: Callable[[], dict[str, float]] | None = None) -> None:
+        self.groups = groups
+        self.interval = interval
+        self.extra = extra
+        self.rows: list[dict[str, float]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="procstat-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.interval + 30)
+
+    def _run(self) -> None:
+        while True:
+            row: dict[str, float] = {"t": round(time.time(), 3)}
+            row.update(footprint(self.groups))
+            if self.extra is not None:
+                try:
+                    row.update(self.extra())
+                except Exception as exc:  # noqa: BLE001 - a failed sample is reported, not fatal
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.rows.append(row)
+            if self._stop.wait(self.interval):
+                return
+
+    def between(self, t0: float, t1: float) -> list[dict[str, float]]:
+        return [r for r in self.rows if t0 <= r["t"] <= t1]
+
+
+def trend(rows: list[dict[str, float]], key: str) -> dict[str, Any]:
+    """Least-squares line through ``key`` over the rows' wall time ``t``: the slope per
+    hour, the change it predicts over the rows' span as a percentage of the mean, and
+    first/last/min/max/mean of the samples themselves."""
+    pts = [(r["t"], float(r[key])) for r in rows if r.get(key) is not None]
+    out: dict[str, Any] = {"samples": len(pts), "per_hour": None, "change_pct": None}
+    if not pts:
+        return out
+    ys = [y for _, y in pts]
+    mean = sum(ys) / len(ys)
+    out.update(first=round(ys[0], 3), last=round(ys[-1], 3), min=round(min(ys), 3),
+               max=round(max(ys), 3), mean=round(mean, 3))
+    if len(pts) < 2:
+        return out
+    mt = sum(t for t, _ in pts) / len(pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    if var <= 0:
+        return out
+    slope = sum((t - mt) * (y - mean) for t, y in pts) / var  # per second
+    span = pts[-1][0] - pts[0][0]
+    out["per_hour"] = round(slope * 3600, 4)
+    out["change_pct"] = round(slope * span / mean * 100, 3) if mean else None
+    return out
 
 
 def sample_all(groups: list[Group]) -> dict[str, Sample]:

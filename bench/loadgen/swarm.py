@@ -1,6 +1,11 @@
 """The parent of the client swarm: plan, spawn the worker processes, find the ready
 moment, measure one window (deliveries, latency, CPU and memory of every process
-group), stop everything, and build the result."""
+group), stop everything, and build the result.
+
+Two reliability runs start at the window's start: never-reading clients
+(``slow_clients``, in a process of their own, told to drain once the node has closed
+them all) and the reconnect storm (``storm_spread``: every held client dropped at once
+and reconnected within that many seconds; the window lasts until they are all back)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Callable
 
 from bench.loadgen import procstat
 from bench.loadgen.checker import ERRORS, Timeline, latency_summary, merge_counters
@@ -41,6 +46,12 @@ class Options:
     hotpath_url: str = ""  # http://host:port of a hotpath node, for /stats and pids
     measure: dict[str, list[int]] = field(default_factory=dict)  # group -> pids (+ kids)
     server_group: str = "gateway"  # the group whose CPU per delivery is the figure
+    slow_clients: int = 0  # clients that subscribe at the window's start and never read
+    slow_streams: list[str] = field(default_factory=list)  # theirs (default: the mix's)
+    slow_ramp: float = 2000.0  # their connects per second
+    slow_rcvbuf: int = 4096  # their SO_RCVBUF: the kernel holds little for them
+    storm_spread: float = 0.0  # > 0: the reconnect storm, reconnects over this many s
+    storm_timeout: float = 60.0  # bound on each storm reconnect, and on the whole storm
 
 
 class Swarm:
@@ -55,6 +66,13 @@ class Swarm:
         self.procs: list[Any] = []
         self.conns: list[Connection] = []
         self.index: dict[int, int] = {}  # id(conn) -> worker number
+        self.bulk: list[int] = []  # workers holding the main clients (the storm's)
+        self.slow_worker = -1
+        self.slow_base: int | None = None  # the node's slow_closed when the window began
+        self.slow_drained_at = 0.0
+        self.slow_closed_at = 0.0  # when the node had closed every slow client
+        self.storm_settled_at = 0.0
+        self._polled = 0.0
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -79,13 +97,25 @@ class Swarm:
                       deadline=deadline, require_snapshot=o.require_snapshot,
                       connect_timeout=o.connect_timeout, close_timeout=o.close_timeout,
                       ping_interval=o.ping_interval, stale_after=o.stale_after,
-                      churn_rate=o.churn_rate / n, churn_clients=churn[k]) for k in range(n)]
+                      churn_rate=o.churn_rate / n, churn_clients=churn[k],
+                      storm_timeout=o.storm_timeout) for k in range(n)]
+        self.bulk = list(range(n))
         if held[n]:
             plans.append(Plan(url=o.url, clients=held[n], start_at=start_at, ramp=o.ramp,
                               deadline=deadline, require_snapshot=o.require_snapshot,
                               connect_timeout=o.connect_timeout, close_timeout=o.close_timeout,
                               ping_interval=o.ping_interval, stale_after=o.stale_after))
             self.probe_worker = n
+        if o.slow_clients > 0:
+            first = o.clients + 1000  # stream draws of their own
+            slow = [(j, ips[j % len(ips)], list(o.slow_streams) or self.mix.streams_for(first + j))
+                    for j in range(o.slow_clients)]
+            self.slow_worker = len(plans)
+            plans.append(Plan(url=o.url, clients=slow, start_at=start_at, ramp=o.slow_ramp,
+                              deadline=deadline, connect_timeout=o.connect_timeout,
+                              close_timeout=o.close_timeout, ping_interval=0.0,
+                              stale_after=0.0, start_on_go=True, slow=True,
+                              rcvbuf=o.slow_rcvbuf))
         return plans
 
     def groups(self) -> list[procstat.Group]:
@@ -106,6 +136,10 @@ class Swarm:
         o = self.opts
         ramp_s = o.clients / o.ramp if o.ramp > 0 else 0.0
         budget = 5 + ramp_s + o.ready_timeout + o.warmup + o.duration + o.close_timeout + 30
+        if o.storm_spread > 0:
+            budget += o.storm_spread + o.storm_timeout
+        if o.slow_clients > 0:
+            budget += o.close_timeout + 15  # the drain
         t_start = time.time()
         start_at = t_start + 1.5  # time for the processes to import and start their loops
         plans = self.plans(start_at, t_start + budget)
@@ -126,8 +160,15 @@ class Swarm:
             t0 = math.ceil(time.time())  # windows are whole seconds of the timeline
             self._pump(t0)
             s0, c0 = procstat.sample_all(groups), self._counters()
+            self._begin(t0, c0)
             t1 = t0 + max(1, round(o.duration))
-            self._pump(t1)
+            self._pump(t1, self._watch_slow)
+            if o.storm_spread > 0:
+                self._pump(t0 + o.storm_spread + o.storm_timeout, self._storm_settled)
+                t1 = max(t1, math.ceil(time.time()))
+                self._pump(t1)
+            if o.slow_clients > 0:
+                self._finish_slow()
             s1, c1 = procstat.sample_all(groups), self._counters()
         finally:
             self._stop()
@@ -143,14 +184,80 @@ class Swarm:
     def _counters(self) -> dict[str, Any] | None:
         return procstat.hotpath_counters(self.opts.hotpath_url) if self.opts.hotpath_url else None
 
-    def _pump(self, until: float) -> None:
-        """Receive worker messages until wall time ``until``."""
+    def _pump(self, until: float, done: Callable[[], bool] | None = None) -> None:
+        """Receive worker messages until wall time ``until`` (or until ``done()``)."""
         while True:
             left = until - time.time()
             if left <= 0:
                 return
-            for conn in wait(self.conns, timeout=min(left, 0.5)):
+            for conn in wait(self.conns, timeout=min(left, 0.25)):
                 self._receive(conn)  # type: ignore[arg-type]
+            if done is not None and done():
+                return
+
+    def _send(self, worker: int, msg: Any) -> None:
+        for conn in self.conns:
+            if self.index[id(conn)] == worker:
+                try:
+                    conn.send(msg)
+                except OSError:
+                    pass
+
+    # -- reliability runs ------------------------------------------------------------------
+
+    def _begin(self, t0: float, counters: dict[str, Any] | None) -> None:
+        """At the window's start: the never-reading clients connect, the storm breaks."""
+        o = self.opts
+        if self.slow_worker >= 0:
+            self.slow_base = int(counters["slow_closed"]) if counters else None
+            self._send(self.slow_worker, ("go", t0))
+        if o.storm_spread > 0:
+            for k in self.bulk:
+                self._send(k, ("storm", t0, o.storm_spread))
+
+    def _watch_slow(self) -> bool:
+        """Tell the never-reading clients to drain once the node has closed them all (it
+        aborts a closed client that does not answer within a few seconds, so they must
+        read soon after). Never ends the window early."""
+        if self.slow_worker < 0 or self.slow_drained_at or self.slow_base is None:
+            return False
+        now = time.time()
+        st = self.status.get(self.slow_worker)
+        if now - self._polled < 0.25 or not st:
+            return False
+        self._polled = now
+        if st["slow_connected"] + st["failed"] < self.opts.slow_clients:
+            return False  # still connecting
+        counters = self._counters()
+        closed = int(counters["slow_closed"]) - self.slow_base if counters else 0
+        if st["slow_connected"] and closed >= st["slow_connected"]:
+            self.slow_closed_at = now
+            self._drain()
+        return False
+
+    def _drain(self) -> None:
+        self.slow_drained_at = time.time()
+        self._send(self.slow_worker, "drain")
+
+    def _finish_slow(self) -> None:
+        """Drain (if the node did not close them all in the window) and wait, bounded,
+        until the never-reading clients are gone."""
+        if not self.slow_drained_at:
+            self._drain()
+        deadline = time.time() + self.opts.close_timeout
+
+        def gone() -> bool:
+            st = self.status.get(self.slow_worker)
+            return st is not None and st["open"] == 0
+        self._pump(deadline, gone)
+
+    def _storm_settled(self) -> bool:
+        """Every storm worker has all its clients back, with their snapshots."""
+        pending = [self.status.get(k, {}).get("storm_pending", -1) for k in self.bulk]
+        if all(p == 0 for p in pending):
+            self.storm_settled_at = time.time()
+            return True
+        return False
 
     def _receive(self, conn: Connection) -> None:
         k = self.index[id(conn)]
@@ -262,6 +369,10 @@ class Swarm:
                 "snapshot_latency_ms": latency_summary(window.churn_hist, None),
                 "started": counters["churn_started"], "completed": counters["churn_completed"],
                 "failed": counters["churn_failed"], "skipped": counters["churn_skipped"]}
+        if o.slow_clients > 0:
+            result["slow"] = self._slow_result(counters, t0, c0, c1)
+        if o.storm_spread > 0:
+            result["storm"] = self._storm_result(counters, extras)
         if c0 and c1:
             result["node"] = _node_delta(c0, c1, seconds, deliveries)
             ing = resources.get("ingest")
@@ -271,6 +382,41 @@ class Swarm:
         result["problems"] = problems(result)
         result["ok"] = not result["problems"]
         return result
+
+
+    def _slow_result(self, counters: dict[str, Any], t0: int, c0: dict[str, Any] | None,
+                     c1: dict[str, Any] | None) -> dict[str, Any]:
+        o = self.opts
+        return {"planned": o.slow_clients, "connected": counters["slow_connected"],
+                "closes": counters["slow_closes"], "lost": counters["slow_lost"],
+                "open_at_end": counters["slow_open"], "frames_drained": counters["slow_frames"],
+                "node_closed": (int(c1["slow_closed"]) - int(c0["slow_closed"])
+                                if c0 and c1 else None),
+                "all_closed_after_s": (round(self.slow_closed_at - t0, 2)
+                                       if self.slow_closed_at else None),
+                "streams": list(o.slow_streams) or "the mix's", "rcvbuf": o.slow_rcvbuf}
+
+    def _storm_result(self, counters: dict[str, Any],
+                      extras: list[dict[str, Any]]) -> dict[str, Any]:
+        storms = [e["storm"] for e in extras if e.get("storm")]
+        accept = sorted(x for st in storms for x in st["accept_s"])
+        ready = sorted(x for st in storms for x in st["ready_s"])
+        return {"spread_s": self.opts.storm_spread, "timeout_s": self.opts.storm_timeout,
+                "dropped": counters["storm_dropped"], "reconnected": counters["storm_connected"],
+                "failed": counters["storm_failed"], "ready": len(ready),
+                "settled": bool(self.storm_settled_at),
+                "accept_s": _spread(accept), "ready_s": _spread(ready),
+                "all_accepted_s": round(accept[-1], 3) if accept else None,
+                "all_ready_s": round(ready[-1], 3) if ready else None}
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    """p50/p99/max of sorted seconds."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    def q(p: float) -> float:
+        return round(values[min(len(values) - 1, max(0, math.ceil(p * len(values)) - 1))], 3)
+    return {"p50": q(0.5), "p99": q(0.99), "max": round(values[-1], 3)}
 
 
 def _node_delta(c0: dict[str, Any], c1: dict[str, Any], seconds: float,
@@ -298,4 +444,11 @@ def problems(result: dict[str, Any]) -> list[str]:
     crashed = [w for w in result["workers"] if w.get("crashed")]
     if crashed:
         out.append(f"{len(crashed)} load-generator process(es) crashed")
+    storm = result.get("storm")
+    if storm:
+        if storm["reconnected"] < storm["dropped"]:
+            out.append(f"storm: {storm['reconnected']} of {storm['dropped']} clients reconnected")
+        if storm["ready"] < storm["reconnected"]:
+            out.append(f"storm: {storm['reconnected'] - storm['ready']} reconnected clients "
+                       "got no snapshot")
     return out

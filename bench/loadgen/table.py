@@ -48,6 +48,22 @@ def render(r: dict[str, Any]) -> str:
                      f"{_n(ch['target_per_second'])}/s target; snapshot latency p50 "
                      f"{_n(sl.get('p50'), 2)} p99 {_n(sl.get('p99'), 2)} ms; failed "
                      f"{_n(ch['failed'])}, skipped {_n(ch['skipped'])}")
+    slow = r.get("slow")
+    if slow:
+        closes = ", ".join(f"{k!r}: {v}" for k, v in slow["closes"].items()) or "none"
+        lines.append(f"  slow        {_n(slow['connected'])} of {_n(slow['planned'])} "
+                     f"never-reading clients; closed by the server with {closes}; without a "
+                     f"close frame {_n(slow['lost'])}; still open {_n(slow['open_at_end'])}; "
+                     f"all closed {_n(slow['all_closed_after_s'], 2)} s into the window")
+    storm = r.get("storm")
+    if storm:
+        acc, rdy = storm["accept_s"], storm["ready_s"]
+        lines.append(f"  storm       {_n(storm['reconnected'])} of {_n(storm['dropped'])} "
+                     f"reconnected, attempts spread over {_n(storm['spread_s'], 1)} s (failed "
+                     f"{_n(storm['failed'])}); accepted p50 {_n(acc['p50'], 2)} p99 "
+                     f"{_n(acc['p99'], 2)} all {_n(storm['all_accepted_s'], 2)} s; "
+                     f"snapshots p50 {_n(rdy['p50'], 2)} p99 {_n(rdy['p99'], 2)} "
+                     f"all {_n(storm['all_ready_s'], 2)} s")
     errors = {k: v for k, v in r["errors"].items() if v}
     lines.append("  errors      " + (", ".join(f"{k} {v}" for k, v in errors.items())
                                      if errors else "none"))

@@ -72,7 +72,8 @@ class Worker:
         self.server = await picows.ws_create_server(
             self.route, g.host, g.port, reuse_port=True, max_frame_size=g.max_frame_size,
             read_buffer_init_size=g.read_buffer_size, enable_auto_pong=True,
-            websocket_handshake_timeout=10, logger_name=f"gateway-{self.index}")
+            websocket_handshake_timeout=10, logger_name=f"gateway-{self.index}",
+            backlog=g.listen_backlog)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("worker %d listening on %s:%d", self.index, g.host, self.port)
         self.node.set(self.index, "pid", os.getpid())

@@ -3,11 +3,14 @@
 Whatever arrives, the outcome is a publish list, a Resync, None, or one of the
 exceptions the ingest counts as a bad message (msgspec errors, ValueError, TypeError):
 never anything else, and a state that had a snapshot is never silently corrupted.
+How many mutated messages of each kind were tried, and how they ended, is recorded for
+docs/reliability.md (the ``figures`` fixture) once the whole search has passed.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 from hotpath.ingest.book import Resync
 from hotpath.ingest.state import new_state
 from hotpath.protocol import bybit, streams
+from tests.figures import Figures
 from tests.fixtures import raw
 
 FIXTURES = ["linear_tickers_snapshot.json", "linear_tickers_delta.json",
@@ -71,9 +75,40 @@ def _feed(state, payload: bytes) -> Any:
     return state.apply(frame.type, frame.data)
 
 
+KINDS = {"drop": "a field dropped", "set": "a field set to an odd value",
+         "extra": "an unknown field added", "truncate": "truncated JSON",
+         "topic": "an odd topic"}
+TRIED: dict[str, Counter[str]] = {}  # mutation kind -> outcome -> inputs
+
+
+def _tally(kind: str, outcome: Any) -> None:
+    if isinstance(outcome, BaseException):
+        label = f"counted as a bad message ({type(outcome).__name__})"
+    elif isinstance(outcome, Resync):
+        label = "resync (fresh snapshot)"
+    elif isinstance(outcome, list):
+        label = "published" if outcome else "no change"
+    elif outcome == "undecodable":
+        label = "undecodable (counted as a bad message)"
+    else:
+        label = "ignored"
+    TRIED.setdefault(kind, Counter())[label] += 1
+
+
+def test_mutated_messages_never_escape_as_unexpected_errors(figures: Figures):
+    TRIED.clear()
+    _mutated_messages_never_escape()
+    for kind, label in KINDS.items():
+        counts = TRIED.get(kind, Counter())
+        outcome = ", ".join(f"{k}: {v}" for k, v in counts.most_common())
+        figures.record("input", f"upstream messages: {label}", tried=counts.total(),
+                       outcome=outcome + "; no other exception, published output encodes "
+                                         "(ingest parsing and state code)")
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(FIXTURES), _mutations(), st.integers(0, 10_000))
-def test_mutated_messages_never_escape_as_unexpected_errors(name, mutation, pick):
+def _mutated_messages_never_escape(name, mutation, pick):
     doc = json.loads(raw(name))
     stream = streams.from_bybit_topic(doc["topic"])
     state = new_state(stream)
@@ -84,11 +119,13 @@ def test_mutated_messages_never_escape_as_unexpected_errors(name, mutation, pick
     payload = _mutate(doc, *mutation, pick)
     try:
         outcome = _feed(state, payload)
-    except COUNTED:
+    except COUNTED as exc:
+        _tally(mutation[0], exc)
         return
     assert outcome is None or outcome == "undecodable" or isinstance(outcome, (list, Resync))
     if isinstance(outcome, list):
         msgspec.json.encode(outcome)  # whatever is published must encode
+    _tally(mutation[0], outcome)
 
 
 def test_book_state_is_dropped_not_corrupted_by_a_bad_level():
