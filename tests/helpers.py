@@ -272,3 +272,218 @@ class SeqChecker:
     def forget(self, stream: str) -> None:
         """After an unsubscribe: the next message of ``stream`` must be a snapshot."""
         self.last.pop(stream, None)
+
+
+# -- reliability tests: a private Redis, and clients that check what they are sent -------
+
+
+class RedisServer:
+    """A private ``redis-server`` on a loopback port, to stop and start again as a fault."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import shutil
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is not installed"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL)
+        wait_for(lambda: redis_pong(self.port), 10, "redis-server to answer PING")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def public_name(name: str, prefix: str = "hotpath.futures") -> str:
+    """ticker:BTCUSDT -> hotpath.futures.ticker.BTCUSDT"""
+    return f"{prefix}.{name.replace(':', '.')}"
+
+
+class StreamView:
+    """One stream of one connection as a correct client holds it: every message checked
+    against the contract (snapshot first, then updates with seq +1 each; a later snapshot
+    restarts the stream; a status keeps the seq), and the state rebuilt from snapshot +
+    updates. Breaches are collected in ``violations`` (a lost or out-of-order message)."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.kind = stream.split(".")[2]
+        self.seq: int | None = None
+        self.state: Any = None
+        self.updates = 0
+        self.snapshots: list[float] = []  # arrival times (monotonic)
+        self.statuses: list[tuple[float, str, str]] = []  # (time, status, reason)
+        self.violations: list[str] = []
+
+    def __repr__(self) -> str:
+        return (f"StreamView({self.stream} seq={self.seq} snapshots={len(self.snapshots)} "
+                f"updates={self.updates} statuses={[s[1:] for s in self.statuses]} "
+                f"violations={self.violations[:3]})")
+
+    def feed(self, msg: dict[str, Any], now: float) -> None:
+        kind = msg.get("type")
+        if kind == "status":
+            self.statuses.append((now, msg["data"]["status"], msg["data"].get("reason", "")))
+        elif kind == "snapshot":
+            self.seq = msg["seq"]
+            self.snapshots.append(now)
+            self.state = self._snapshot(msg["data"])
+        elif kind == "update":
+            if self.seq is None or msg["seq"] != self.seq + 1:
+                self.violations.append(f"seq {msg['seq']} after {self.seq}")
+            self.seq = msg["seq"]
+            self.updates += 1
+            if self.state is not None:
+                self._apply(msg["data"])
+        else:
+            self.violations.append(f"unknown message {msg!r:.200}")
+
+    def _snapshot(self, data: Any) -> Any:
+        if self.kind == "orderbook":
+            return {"bids": dict(data["bids"]), "asks": dict(data["asks"])}
+        if self.kind in ("trade", "liquidation"):
+            return list(data)
+        return dict(data)
+
+    def _apply(self, data: Any) -> None:
+        if self.kind == "orderbook":
+            for side, levels in (("bids", data["bids"]), ("asks", data["asks"])):
+                for price, size in levels:
+                    if float(size) == 0:
+                        self.state[side].pop(price, None)
+                    else:
+                        self.state[side][price] = size
+        elif self.kind in ("trade", "liquidation"):
+            self.state = (self.state + list(data))[-50:]
+        else:
+            self.state.update(data)
+
+    def snapshots_after(self, t: float) -> int:
+        return sum(1 for s in self.snapshots if s > t)
+
+    def resynced_after(self, t: float) -> float | None:
+        """Arrival time of the first snapshot after ``t`` (None: not yet)."""
+        return next((s for s in self.snapshots if s > t), None)
+
+
+class Tracker:
+    """A client (``websockets``) subscribed to ``names`` that reads in the background and
+    checks every message with a StreamView per stream and connection. Reconnecting (for
+    instance to another node) starts new views; breaches of earlier connections are kept."""
+
+    def __init__(self, url: str, names: list[str]) -> None:
+        self.url = url
+        self.names = names
+        self.views: dict[str, StreamView] = {}
+        self.connections = 0
+        self.violations: list[str] = []
+        self.closed_at: float | None = None
+        self.close_code: int | None = None
+        self.closed = None  # asyncio.Event, created on the running loop
+        self.ws: Any = None
+        self.task: Any = None
+
+    async def connect(self, url: str | None = None, timeout: float = 20) -> None:
+        import asyncio
+        self.url = url or self.url
+        self.closed = asyncio.Event()
+        self.closed_at = self.close_code = None
+        self.violations += [v for view in self.views.values() for v in view.violations]
+        self.views = {public_name(n): StreamView(public_name(n)) for n in self.names}
+        self.ws = await websockets.connect(self.url, max_size=2**24, open_timeout=timeout)
+        self.connections += 1
+        await self.ws.send(json.dumps({"op": "subscribe", "args": self.names}))
+        self.task = asyncio.create_task(self._read(self.ws))
+
+    async def _read(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                now = time.monotonic()
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    self.violations.append(f"not JSON: {raw!r:.200}")
+                    continue
+                if "stream" in msg:
+                    view = self.views.get(msg["stream"])
+                    if view is None:
+                        self.violations.append(f"not subscribed: {msg!r:.200}")
+                    else:
+                        view.feed(msg, now)
+                elif msg.get("op") == "subscribe":
+                    if not msg.get("success") or msg.get("rejected"):
+                        self.violations.append(f"subscribe refused: {msg}")
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed_at = time.monotonic()
+            self.close_code = ws.close_code
+            assert self.closed is not None
+            self.closed.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.closed is not None and not self.closed.is_set()
+
+    def all_violations(self) -> list[str]:
+        return self.violations + [v for view in self.views.values() for v in view.violations]
+
+    def has_snapshots(self) -> bool:
+        return all(v.snapshots for v in self.views.values())
+
+    def resynced_after(self, t: float) -> float | None:
+        """When every stream had a snapshot after ``t`` (None: not yet)."""
+        times = [v.resynced_after(t) for v in self.views.values()]
+        return None if None in times else max(times)  # type: ignore[type-var]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.task is not None:
+            await self.task
+
+
+async def connect_all(trackers: list[Tracker], batch: int = 50) -> None:
+    """Connect in batches, so that a few hundred clients do not all knock at once."""
+    import asyncio
+    for i in range(0, len(trackers), batch):
+        await asyncio.gather(*(t.connect() for t in trackers[i:i + batch]))
+
+
+async def http_get_async(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    """``http_get`` off the event loop, for tests whose clients read in the background."""
+    import asyncio
+    return await asyncio.to_thread(http_get, url, timeout)
+
+
+async def until_async(check: Callable[[], Any], timeout: float, what: str,
+                      interval: float = 0.1) -> Any:
+    """``until`` for an async ``check`` (e.g. one that asks an HTTP endpoint)."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)

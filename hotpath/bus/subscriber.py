@@ -40,6 +40,7 @@ class Subscriber:
         self.protocol: RespProtocol | None = None
         self.messages = 0
         self.unexpected = 0
+        self.errors = 0
         self.reconnects = 0
         self.last_read = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +81,13 @@ class Subscriber:
         self.last_read = time.monotonic()
         if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
             self.messages += 1
-            self.on_message(reply[1], reply[2])
+            try:
+                self.on_message(reply[1], reply[2])
+            except Exception:  # a bug with one message must not drop the connection
+                self.errors += 1
+                if self.errors <= 10:
+                    log.exception("%s: error handling a message on %r (ignored)", self.name,
+                                  reply[1])
         elif type(reply) is list and len(reply) == 3 and reply[0] == b"subscribe":
             if self.on_subscribed is not None:
                 self.on_subscribed(reply[1])

@@ -19,10 +19,11 @@ from hotpath.bus.channels import (REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pac
                                   publish_prefix, stream_publish)
 from hotpath.bus.publisher import Publisher
 from hotpath.bus.status import IngestStatus
+from hotpath.bus.status import decoder as status_decoder
 from hotpath.bus.status import encoder as status_encoder
 from hotpath.bus.subscriber import Subscriber
 from hotpath.config import Config
-from hotpath.ingest.book import Resync
+from hotpath.ingest.book import GAP, Resync
 from hotpath.ingest.demand import DemandTable
 from hotpath.ingest.instruments import BybitRest, RestError, select
 from hotpath.lag import LagHistogram
@@ -36,6 +37,12 @@ log = logging.getLogger("hotpath.ingest")
 STATUS_INTERVAL = 1.0
 ACTIVITY_LOG_EVERY = 10  # status intervals between "what I am doing" log lines
 REQUEST_TTL = 15.0  # a snapshot request for a cold stream counts as demand this long
+# One ingest per namespace publishes. Another one (a second node on the same Redis) stands
+# by: it hears the leader's status every second and takes over when it goes quiet.
+LEAD_LISTEN = 0.5  # seconds a starting ingest listens for a leader (who answers at once)
+LEAD_TAKEOVER = 2.0  # seconds without the leader's status (gateways call it down after 3)
+LEAD_RECONNECT_GRACE = 5.0  # after a Redis outage: the leader's own reconnect backoff cap
+LEAD_CHECK = 0.1
 RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
               "liquidation": "liquidations", "kline": "kline"}
 
@@ -75,12 +82,16 @@ class Ingest:
         self.lag = LagHistogram()
         self.resyncs = 0
         self.started = time.time()
+        self.identity = (self.started, os.getpid())  # of two leaders, the older stays
+        self.leading = False
+        self.leader: tuple[float, int] | None = None  # the other ingest we stand by for
+        self.leader_seen = 0.0
+        self.listening_since = 0.0
+        self.unexpected: Counter[str] = Counter()  # on the control and status channels
         url = config.redis.url
-        self.publisher = Publisher(url, "ingest-publisher", on_connected=self._publish_status)
-        # A (re)connected control channel may have missed requests: say we are here, and
-        # gateways send their demand and pending snapshot requests again.
+        self.publisher = Publisher(url, "ingest-publisher", on_connected=self._hello)
         self.control = Subscriber(url, "ingest-control", on_message=self._on_control,
-                                  on_connected=self._publish_status)
+                                  on_connected=self._hello)
         self.rest = BybitRest(config.rest_url)
         self.upstream = Upstream(config.ws_url, self, config.upstream)
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,9 +101,10 @@ class Ingest:
         log.info("starting: upstream %s (REST %s), Redis %s", self.config.ws_url,
                  self.config.rest_url, self.publisher.address)
         await self.publisher.start()
-        self.control.subscribe([self.channels.control])
+        self.control.subscribe([self.channels.control, self.channels.status])
         await self.control.start()
         self._tasks.append(asyncio.create_task(self._status_loop()))
+        self._tasks.append(asyncio.create_task(self._lead_loop()))
         self._tasks.append(asyncio.create_task(self._instruments_loop()))
         await stop.wait()
         log.info("stopping")
@@ -146,6 +158,8 @@ class Ingest:
 
     def _reconcile(self) -> None:
         """Subscribe what is wanted and not active; drop what lingered unwanted."""
+        if not self.leading:
+            return  # a standby holds no topics
         active = {r.stream.name for r in self.routes.values()}
         add, drop = self.demand.plan(active, self.always, time.monotonic())
         new = []
@@ -222,7 +236,7 @@ class Ingest:
         route.state.reset()
         if route.seq:
             self._publish_status_message(route, "resync", reason)
-        self.upstream.resubscribe(route.topic)
+        self.upstream.resubscribe(route.topic, gap=reason == GAP)
 
     def on_subscribed(self, topic: str) -> None:
         route = self.routes.get(topic)
@@ -251,10 +265,13 @@ class Ingest:
     # -- control and status -----------------------------------------------------------
 
     def _on_control(self, channel: bytes, payload: bytes) -> None:
+        if channel == self.channels.status:
+            self._on_peer_status(payload)
+            return
         try:
             request = control.decoder.decode(payload)
         except msgspec.MsgspecError:
-            self._bad("control", repr(payload[:100]))
+            self._unexpected("a control message that is not a request", payload)
             return
         if request.op == "status":
             self._publish_status()
@@ -265,6 +282,73 @@ class Ingest:
             valid = [n for n in request.streams if self._valid(n)]
             self.demand.update(request.worker, valid, min(request.ttl, 300.0), time.monotonic())
             self._schedule_reconcile()
+        else:
+            self._unexpected("a control request with an unknown op", payload)
+
+    def _unexpected(self, what: str, payload: bytes) -> None:
+        """Not ours (a foreign publisher, a corrupted payload): counted, logged once per kind."""
+        self.unexpected[what] += 1
+        if self.unexpected[what] == 1:
+            log.warning("ignoring %s (%d bytes: %.60r); counting further ones", what,
+                        len(payload), payload[:60])
+
+    # -- one leader per namespace --------------------------------------------------------
+
+    def _hello(self) -> None:
+        """Redis (re)connected: requests may have been missed and another ingest may lead
+        by now. Ask for statuses (a leader answers at once) and publish ours."""
+        now = time.monotonic()
+        self.listening_since = now
+        if self.leader is not None and not self.leading:
+            self.leader_seen = max(self.leader_seen,
+                                   now + LEAD_RECONNECT_GRACE - LEAD_TAKEOVER)
+        if self.publisher.connected:
+            self.publisher.publish(self.channels.control, b'{"op":"status"}')
+        self._publish_status()
+
+    def _on_peer_status(self, payload: bytes) -> None:
+        """Only a leading ingest publishes its status: one not ours is another leader."""
+        try:
+            status = status_decoder.decode(payload)
+        except msgspec.MsgspecError:
+            self._unexpected("a status message that is not an ingest status", payload)
+            return
+        peer = (status.started, status.pid)
+        if peer == self.identity:
+            return
+        self.leader_seen = time.monotonic()
+        if self.leading and peer > self.identity:
+            # Two leaders for a moment: the younger stands by once it hears us. Clients may
+            # have had its messages, so every stream restarts from our state.
+            self._restart_streams()
+            return
+        if self.leader != peer:
+            self.leader = peer
+            log.info("ingest pid %d leads namespace %r; standing by", status.pid,
+                     self.config.redis.namespace)
+        if self.leading:
+            self.leading = False
+            topics = list(self.routes)
+            self.routes.clear()
+            self.upstream.remove(topics)
+
+    async def _lead_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEAD_CHECK)
+            now = time.monotonic()
+            if (not self.leading and self.control.connected and self.publisher.connected
+                    and now - self.listening_since >= LEAD_LISTEN
+                    and now - self.leader_seen >= LEAD_TAKEOVER):
+                self.leading, self.leader = True, None
+                log.info("leading namespace %r", self.config.redis.namespace)
+                self._reconcile()
+                self._publish_status()
+
+    def _restart_streams(self) -> None:
+        for route in self.routes.values():
+            state = route.state.snapshot()
+            if state is not None and route.seq and not route.state.fresh:
+                self._publish(route, True, state)
 
     def _valid(self, name: str) -> bool:
         try:
@@ -297,10 +381,11 @@ class Ingest:
                             bool(self.symbols) and self.upstream.ok(), self.config.ws_url,
                             self.upstream.status(), self.symbols, dict(self.bad_messages),
                             self.publisher.published, self.publisher.dropped,
-                            len(self.routes), self.resyncs, p50, p99, missed, hold50, hold99)
+                            len(self.routes), self.resyncs, p50, p99, missed, hold50, hold99,
+                            redis_unexpected=sum(self.unexpected.values()))
 
     def _publish_status(self) -> None:
-        if self.publisher.connected:
+        if self.leading and self.publisher.connected:
             self.publisher.publish(self.channels.status, status_encoder.encode(self.status()))
 
     async def _status_loop(self) -> None:
@@ -312,7 +397,7 @@ class Ingest:
             self._reconcile()
             self._check_stale_books()
             ok = bool(self.symbols) and self.upstream.ok()
-            if ok != was_ok:
+            if ok != was_ok and self.leading:
                 log.info("upstream %s", "up" if ok else "down")
                 was_ok = ok
             ticks += 1

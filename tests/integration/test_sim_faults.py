@@ -47,38 +47,53 @@ async def eventually(check: Any, seconds: float) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def test_drop_closes_every_connection_and_new_ones_work(sim: SimProc) -> None:
+async def test_drop_closes_every_connection_and_new_ones_work(sim: SimProc, figures) -> None:
     clients = [await sim.client() for _ in range(2)]
     for client in clients:
         await client.op("subscribe", ["tickers.BTCUSDT"])
     answer = await sim.control("fault?kind=drop")
+    dropped_at = time.monotonic()
     assert answer["connections"] >= 2
-    for client in clients:
-        assert await closed_within(client, 3), "connection survived a drop"
+    survived = [c for c in clients if not await closed_within(c, 3)]
+    assert survived == [], "connection survived a drop"
     fresh = await sim.client()
     assert (await fresh.op("subscribe", ["tickers.BTCUSDT"]))["success"] is True
+    figures.record("fault", "sim knob: drop",
+                   checked="the simulator aborted every connection; a new one subscribed",
+                   clients=len(clients), recovery_s=round(time.monotonic() - dropped_at, 3),
+                   lost=len(survived))
     await fresh.close()
 
 
-async def test_stall_silences_one_connection_and_loses_its_messages(sim: SimProc) -> None:
+async def test_stall_silences_one_connection_and_loses_its_messages(sim: SimProc,
+                                                                    figures) -> None:
     stalled, healthy = await sim.client(), await sim.client()
     ack = await stalled.op("subscribe", ["orderbook.50.BTCUSDT"])
     await healthy.op("subscribe", ["orderbook.50.BTCUSDT"])
     before = (await stalled.collect(0.3))[-1]["data"]["u"]
     _, now = await sim.get("/v5/market/time")
     await sim.control(f"fault?kind=stall&seconds=0.8&conn_id={ack['conn_id']}")
+    stall_ends = time.monotonic() + 0.8
     during = await stalled.collect(0.5)
     others = await healthy.collect(0.1)
     assert all(m["ts"] <= now["time"] + 50 for m in during), "frames sent during a stall"
     assert len(others) >= 2, "the stall hit a connection it should not have"
     after, _ = await stalled.until(lambda m: m["ts"] > now["time"] + 50, 3)
+    resumed = time.monotonic() - stall_ends
     last = during[-1]["data"]["u"] if during else before
     assert after["data"]["u"] > last + 5, "messages of the stall were queued, not lost"
+    # The other connection lost nothing: its book deltas go on one u at a time.
+    lost = sum(1 for a, b in zip(others, others[1:]) if b["data"]["u"] != a["data"]["u"] + 1)
+    assert lost == 0
+    figures.record("fault", "sim knob: stall",
+                   checked="one connection silent for 0.8 s and its messages dropped; the "
+                           "other connection's book deltas continuous",
+                   clients=2, recovery_s=round(max(0.0, resumed), 3), lost=lost)
     await stalled.close()
     await healthy.close()
 
 
-async def test_gap_skips_exactly_one_update_id(sim: SimProc) -> None:
+async def test_gap_skips_exactly_one_update_id(sim: SimProc, figures) -> None:
     client = await sim.client()
     await client.op("subscribe", ["orderbook.50.ETHUSDT"])
     frames = await client.collect(0.3)
@@ -86,11 +101,15 @@ async def test_gap_skips_exactly_one_update_id(sim: SimProc) -> None:
     frames += await client.collect(0.5)
     steps = [b["data"]["u"] - a["data"]["u"] for a, b in zip(frames, frames[1:])]
     assert sorted(steps)[-1] == 2 and steps.count(2) == 1 and set(steps) <= {1, 2}, steps
+    figures.record("fault", "sim knob: orderbook gap",
+                   checked="the next delta skipped exactly one u, every other step was +1",
+                   clients=1, recovery_s=None, lost=sum(s - 1 for s in steps) - 1)
     await client.close()
 
 
-async def test_refuse_answers_503_then_recovers(sim: SimProc) -> None:
+async def test_refuse_answers_503_then_recovers(sim: SimProc, figures) -> None:
     await sim.control("fault?kind=refuse&seconds=0.6")
+    window_ends = time.monotonic() + 0.6
     with pytest.raises(InvalidStatus) as refused:
         await sim.client()
     assert refused.value.response.status_code == 503
@@ -105,12 +124,17 @@ async def test_refuse_answers_503_then_recovers(sim: SimProc) -> None:
 
     client = await eventually(connects, 3)
     assert client is not None
+    figures.record("fault", "sim knob: refused connections",
+                   checked="upgrades answered 503 (REST kept working), then accepted again",
+                   clients=1, recovery_s=round(max(0.0, time.monotonic() - window_ends), 3),
+                   lost=0)
     await client.close()
 
 
-async def test_reject_fails_subscribes_for_a_while(sim: SimProc) -> None:
+async def test_reject_fails_subscribes_for_a_while(sim: SimProc, figures) -> None:
     client = await sim.client()
     await sim.control("fault?kind=reject&seconds=0.5&msg=error:busy")
+    window_ends = time.monotonic() + 0.5
     reply = await client.op("subscribe", ["tickers.ETHUSDT"])
     assert (reply["success"], reply["ret_msg"]) == (False, "error:busy")
     assert (await client.op("ping"))["success"] is True
@@ -120,19 +144,29 @@ async def test_reject_fails_subscribes_for_a_while(sim: SimProc) -> None:
         return bool(reply["success"])
 
     assert await eventually(accepted, 3)
+    figures.record("fault", "sim knob: rejected subscribes",
+                   checked="subscribes failed with Bybit's error shape, pings answered, then "
+                           "accepted again",
+                   clients=1, recovery_s=round(max(0.0, time.monotonic() - window_ends), 3),
+                   lost=0)
     await client.close()
 
 
-async def test_flood_sends_state_neutral_snapshots(sim: SimProc) -> None:
+async def test_flood_sends_state_neutral_snapshots(sim: SimProc, figures) -> None:
     client = await sim.client()
     ack = await client.op("subscribe", ["tickers.SOLUSDT", "orderbook.50.SOLUSDT"])
     await client.barrier()
+    flooded_at = time.monotonic()
     answer = await sim.control(f"fault?kind=flood&count=200&conn_id={ack['conn_id']}")
     assert answer["messages"] == 200
     frames = await client.barrier()
     snapshots = [m for m in frames if m.get("type") == "snapshot"]
-    assert len(snapshots) == 200
+    lost = 200 - len(snapshots)
+    assert lost == 0
     assert {m["topic"] for m in snapshots} == {"tickers.SOLUSDT", "orderbook.50.SOLUSDT"}
+    figures.record("fault", "sim knob: flood",
+                   checked="200 extra state-neutral snapshots, all delivered before a pong",
+                   clients=1, recovery_s=round(time.monotonic() - flooded_at, 3), lost=lost)
     await client.close()
 
 
