@@ -75,7 +75,8 @@ class TickerBook:
     def apply(self, msg_type: str, data: TickerData) -> dict[str, Any] | None:
         """Apply one Bybit ticker message; return the changed client fields, or None.
 
-        A snapshot replaces the state and returns all of it.
+        A snapshot replaces the state and returns all of it; one that repeats the state
+        held (Bybit re-pushing what it sent) changes nothing and returns None.
         """
         if msg_type == "snapshot":
             state: dict[str, Any] = {"symbol": data.symbol}
@@ -83,6 +84,8 @@ class TickerBook:
             _side(state, "bid", data.bid1Price, data.bid1Size)
             _side(state, "ask", data.ask1Price, data.ask1Size)
             state = {k: state[k] for k in CLIENT_FIELDS if k in state}  # contract order
+            if self.states.get(data.symbol) == state:
+                return None
             self.states[data.symbol] = state
             return state
         state = self.states.get(data.symbol)

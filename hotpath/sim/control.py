@@ -87,6 +87,7 @@ class Control:
                  for c in server.conns.values()]
         stats: dict[str, Any] = {
             "connections": len(conns), "total_connections": server.total_connections,
+            "upgrade_attempts": server.upgrade_attempts,
             "messages_sent": publisher.messages_sent,
             "faults": publisher.faults.active(time.monotonic()), "conns": conns,
         }

@@ -176,6 +176,7 @@ class SimServer:
         self.conns: dict[str, ClientListener] = {}
         self.port = 0
         self.total_connections = 0
+        self.upgrade_attempts = 0  # WebSocket upgrades asked for, refused ones included
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,6 +214,7 @@ class SimServer:
         path = parts.path.encode()
         flavor = WS_PATHS.get(path)
         if flavor is not None:
+            self.upgrade_attempts += 1
             if self.publisher.faults.refusing(time.monotonic()):
                 log.info("refused a WebSocket connection (refuse fault)")
                 return WSUpgradeResponseWithListener(

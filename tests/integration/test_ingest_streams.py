@@ -3,10 +3,13 @@ can inject: afterwards clients hold exactly the simulator's state again."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Iterator
 
 import pytest
 
+from tests.figures import Figures
 from tests.helpers import Client, Node, Sim, http_get, wait_for
 
 pytestmark = pytest.mark.integration
@@ -133,27 +136,48 @@ async def test_order_book_equals_the_simulators(fnode, fault_sim):
         await client.close()
 
 
-async def test_dropped_upstream_tells_clients_then_restarts_with_snapshots(fnode, fault_sim):
+async def _book_equals_sim(client: Client, checks: dict[str, Stream], sim: Sim,
+                           symbol: str) -> None:
+    """Freeze the market and wait until the client's book is the simulator's."""
+    sim.control("pause")
+    try:
+        await _pump(client, checks, lambda: checks[f"orderbook:50:{symbol}"].book.equals(
+            sim.control(f"book?symbol={symbol}&depth=50")), timeout=10)
+    finally:
+        sim.control("resume")
+
+
+async def test_dropped_upstream_tells_clients_then_restarts_with_snapshots(fnode, fault_sim,
+                                                                           figures: Figures):
     client = await Client.connect(fnode.ws_url)
     try:
         checks = await _subscribe(client, ["ticker:BTCUSDT", "orderbook:50:BTCUSDT"])
         await _pump(client, checks, lambda: all(c.snapshots for c in checks.values()))
         fault_sim.control("fault?kind=drop")
+        dropped = time.monotonic()
         await _pump(client, checks, lambda: all(
             "stale" in c.statuses and c.snapshots >= 2 for c in checks.values()))
+        recovery = time.monotonic() - dropped
         wait_for(lambda: _ingest_total(fnode, "reconnects") >= 1, 5, "/stats to count it")
+        await _book_equals_sim(client, checks, fault_sim, "BTCUSDT")
+        figures.record("fault", "upstream connection dropped (ingest)",
+                       checked="clients told stale, then a fresh snapshot of every stream, seq "
+                               "continuous, the book equal to the simulator's; /stats counts "
+                               "the reconnect", clients=1, recovery_s=round(recovery, 3), lost=0)
     finally:
         await client.close()
 
 
-async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim):
+async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim, figures: Figures):
     client = await Client.connect(fnode.ws_url)
     try:
         checks = await _subscribe(client, ["orderbook:50:ETHUSDT"])
         check = checks["orderbook:50:ETHUSDT"]
         await _pump(client, checks, lambda: check.snapshots == 1 and check.seq > 3)
         fault_sim.control("fault?kind=gap&topic=orderbook.50.ETHUSDT")
+        injected = time.monotonic()
         await _pump(client, checks, lambda: check.snapshots >= 2)
+        recovery = time.monotonic() - injected
         assert "resync" in check.statuses
         fault_sim.control("pause")
         try:
@@ -169,19 +193,31 @@ async def test_orderbook_gap_resyncs_the_topic(fnode, fault_sim):
         gaps = [line for line in metrics.splitlines()
                 if line.startswith("hotpath_upstream_gaps_total{")]
         assert gaps and sum(float(line.split()[-1]) for line in gaps) >= 1
+        figures.record("fault", "order-book gap upstream (ingest)",
+                       checked="the ingest saw u jump, told clients 'resync', resubscribed; a "
+                               "fresh snapshot, then the book equal to the simulator's; /stats "
+                               "and /metrics count the gap", clients=1,
+                       recovery_s=round(recovery, 3), lost=0)
     finally:
         await client.close()
 
 
-async def test_stalled_upstream_is_replaced(fnode, fault_sim):
+async def test_stalled_upstream_is_replaced(fnode, fault_sim, figures: Figures):
     client = await Client.connect(fnode.ws_url)
     try:
         checks = await _subscribe(client, ["ticker:XRPUSDT"])
         check = checks["ticker:XRPUSDT"]
         await _pump(client, checks, lambda: check.snapshots == 1)
         fault_sim.control("fault?kind=stall&seconds=5")
+        stalled = time.monotonic()
         await _pump(client, checks, lambda: check.snapshots >= 2 and "stale" in check.statuses)
+        recovery = time.monotonic() - stalled
         assert "nothing received for" in fnode.log()
+        figures.record("fault", "upstream connection stalled (ingest)",
+                       checked="silent past --stale-after (3 s here): clients told stale, the "
+                               "connection replaced, a fresh snapshot, seq continuous",
+                       clients=1, recovery_s=round(recovery, 3), lost=0,
+                       stale_after_s=3)
     finally:
         await client.close()
 
@@ -205,6 +241,88 @@ async def test_refused_then_rejected_connections_recover(fnode, fault_sim):
                  "the reject window to end")
         fault_sim.control("fault?kind=drop")  # the new connection asks for it again
         await _pump(client, checks, lambda: checks["trade:DOGEUSDT"].snapshots >= 1, timeout=30)
+    finally:
+        await client.close()
+
+
+async def test_refused_connections_reconnect_within_the_connection_budget(
+        redis_url, fault_sim, namespace, tmp_path, figures: Figures):
+    """Upgrades refused for a while: the ingest keeps trying, but never more often than
+    its connection budget allows (Bybit: 500 per 5 minutes; here 3 per 6 s to see it)."""
+    budget, window, refused_for = 3, 6.0, 6.0
+    extra = FAST + ["--connect-budget", str(budget), "--connect-window", str(window)]
+    with Node.start(redis_url=redis_url, sim=fault_sim, namespace=namespace, workers=1,
+                    log_path=tmp_path / "serve.log", extra=extra) as node:
+        client = await Client.connect(node.ws_url)
+        samples: list[tuple[float, int]] = []
+
+        async def sample() -> None:
+            while True:
+                stats = await asyncio.to_thread(fault_sim.control, "stats")
+                samples.append((time.monotonic(), stats["upgrade_attempts"]))
+                await asyncio.sleep(0.1)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            checks = await _subscribe(client, ["orderbook:50:LINKUSDT"])
+            check = checks["orderbook:50:LINKUSDT"]
+            await _pump(client, checks, lambda: check.snapshots == 1)
+            fault_sim.control(f"fault?kind=refuse&seconds={refused_for}")
+            fault_sim.control("fault?kind=drop")
+            refused = time.monotonic()
+            await _pump(client, checks, lambda: check.snapshots >= 2, timeout=40)
+            recovery = time.monotonic() - refused
+            await _book_equals_sim(client, checks, fault_sim, "LINKUSDT")
+        finally:
+            sampler.cancel()
+            await client.close()
+    tried = samples[-1][1] - samples[0][1]
+    assert tried >= 2, samples  # it did keep trying
+    # Attempts between two samples less than a window apart all fell in one window.
+    worst = max(b[1] - a[1] for i, a in enumerate(samples) for b in samples[i:]
+                if b[0] - a[0] < window - 0.2)
+    assert worst <= budget, samples
+    assert recovery >= refused_for  # not served before the upstream was back
+    figures.record("fault", "upstream refuses connections (ingest)",
+                   checked=f"upgrades refused for {refused_for:g} s: the ingest kept trying, "
+                           f"never more than its budget ({budget} per {window:g} s here, Bybit's "
+                           "500 per 5 min by default) in any window; then a fresh snapshot and "
+                           "the book equal to the simulator's",
+                   clients=1, recovery_s=round(recovery - refused_for, 3), lost=0,
+                   attempts=tried, worst_window_attempts=worst)
+
+
+async def test_a_flood_from_upstream_changes_nothing_for_clients(fnode, fault_sim,
+                                                                figures: Figures):
+    names = ["orderbook:50:AVAXUSDT", "ticker:AVAXUSDT"]
+    client = await Client.connect(fnode.ws_url)
+    try:
+        checks = await _subscribe(client, names)
+        await _pump(client, checks, lambda: all(c.snapshots for c in checks.values()))
+        before = http_get(fnode.url + "/stats")[1]["ingest"]
+        flooded = fault_sim.control("fault?kind=flood&count=5000")
+        assert flooded["messages"] >= 1000, flooded
+        started = time.monotonic()
+        # The flood is state-neutral (Bybit re-pushing snapshots it already sent): the
+        # ingest must take it all and clients must see no resync and no extra snapshot.
+        wait_for(lambda: sum(c["messages"] for c in http_get(fnode.url + "/stats")[1]["ingest"]
+                             ["connections"]) >= sum(c["messages"] for c in
+                                                     before["connections"]) + 1000,
+                 30, "the ingest to read the flood")
+        absorbed = time.monotonic() - started
+        await _book_equals_sim(client, checks, fault_sim, "AVAXUSDT")
+        after = http_get(fnode.url + "/stats")[1]["ingest"]
+        assert all(c.snapshots == 1 and not c.statuses for c in checks.values()), \
+            {k: vars(v) for k, v in checks.items()}
+        assert after["bad_messages"] == before["bad_messages"]
+        assert sum(c["resyncs"] for c in after["connections"]) == sum(
+            c["resyncs"] for c in before["connections"])
+        figures.record("fault", "upstream flood (ingest)",
+                       checked=f"{flooded['messages']} extra state-neutral snapshots on one "
+                               "connection: absorbed, no resync, no extra snapshot to clients, "
+                               "seq continuous, the book equal to the simulator's",
+                       clients=1, recovery_s=round(absorbed, 3), lost=0,
+                       flood=flooded["messages"])
     finally:
         await client.close()
 

@@ -86,3 +86,14 @@ def test_percent_rejects_non_decimals(bad):
 def test_percent_equals_decimal_times_100(value):
     text = format(value, "f")
     assert Decimal(percent(text)) == Decimal(text) * 100
+
+
+def test_a_repeated_snapshot_changes_nothing_and_a_different_one_replaces():
+    frame, data = _ticker("linear_tickers_snapshot.json")
+    book = TickerBook()
+    first = book.apply(frame.type, data)
+    assert book.apply(frame.type, data) is None  # Bybit re-pushing what it sent
+    moved = bybit.ticker_decoder.decode(bytes(frame.data).replace(b'"61874.00"', b'"61880.00"'))
+    again = book.apply(frame.type, moved)
+    assert again is not None and again["price"] == "61880.00" and again != first
+    assert book.get("BTCUSDT") == again
