@@ -3,6 +3,9 @@
 A quick look at live data from a terminal, without any other tool:
 
     hotpath watch ticker:BTCUSDT ticker:ETHUSDT --url ws://localhost:8080/ws
+
+A node with authentication on (``--auth``) needs ``--token`` (or ``--token-file``):
+it is sent as the first message, ``{"op":"auth","token":...}``.
 """
 
 from __future__ import annotations
@@ -44,13 +47,15 @@ class _Printer(picows.WSListener):  # type: ignore[misc]
         self.done.set()
 
 
-async def _watch(url: str, streams: list[str], raw: bool, seconds: float) -> int:
+async def _watch(url: str, streams: list[str], raw: bool, seconds: float, token: str) -> int:
     done = asyncio.Event()
     try:
         transport, _ = await picows.ws_connect(lambda: _Printer(raw, done), url)
     except (OSError, picows.WSError) as exc:
         print(f"hotpath watch: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
+    if token:
+        transport.send(picows.WSMsgType.TEXT, json.dumps({"op": "auth", "token": token}).encode())
     transport.send(picows.WSMsgType.TEXT,
                    json.dumps({"op": "subscribe", "args": streams}).encode())
     try:
@@ -68,8 +73,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--url", default="ws://127.0.0.1:8080/ws", help="hotpath WebSocket URL")
     parser.add_argument("--raw", action="store_true", help="print each message as received")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    parser.add_argument("--token", default="", help="auth token for a node with --auth on")
+    parser.add_argument("--token-file", default="", help="read the token from this file")
     args = parser.parse_args(argv)
+    token = args.token
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                token = f.read().strip()
+        except OSError as exc:
+            parser.error(f"cannot read --token-file: {exc}")
     try:
-        return uvloop.run(_watch(args.url, args.streams, args.raw, args.seconds))
+        return uvloop.run(_watch(args.url, args.streams, args.raw, args.seconds, token))
     except KeyboardInterrupt:
         return 0

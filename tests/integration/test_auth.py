@@ -350,3 +350,20 @@ def test_auth_without_a_secret_fails_at_start_up():
                           capture_output=True, timeout=60)
     assert proc.returncode == 2
     assert b"--auth jwt needs a secret" in proc.stderr
+
+
+def test_hotpath_watch_with_a_token_file(jwt_node, tmp_path):
+    import subprocess
+    import sys
+    token_file = tmp_path / "token"
+    token_file.write_text(_token() + "\n")
+    cmd = [sys.executable, "-m", "hotpath", "watch", "ticker:BTCUSDT", "--url", jwt_node.ws_url,
+           "--seconds", "2"]
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert "closed by server: 4001" in refused.stderr
+    result = subprocess.run(cmd + ["--token-file", str(token_file)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert '"op":"auth"' in lines[0] and '"success":true' in lines[0]
+    assert any(" snapshot " in line and "ticker.BTCUSDT" in line for line in lines[1:])
