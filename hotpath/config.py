@@ -199,7 +199,8 @@ OPTIONS: tuple[Option, ...] = (
            "them (the kernel caps it at net.core.somaxconn)"),
     Option("gateway.max_ops_per_second", "subscribe/unsubscribe ops per second per client (beyond: 429)"),
     Option("gateway.max_messages_per_second", "inbound messages per second per client (beyond: 429)"),
-    Option("gateway.idle_timeout", "seconds without any client message or pong before close 1001"),
+    Option("gateway.idle_timeout", "seconds without any client message (a WebSocket ping counts) "
+           "before close 1001"),
     Option("gateway.send_buffer_soft", "unsent bytes per client beyond which ticker and order-book "
            "updates are held back and replaced by a fresh snapshot once drained"),
     Option("gateway.send_buffer_hard", "unsent bytes per client beyond which it is closed 1008"),

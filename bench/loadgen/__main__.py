@@ -88,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--stale-after", type=float, default=None,
                    help="a ready client silent this long while others receive counts as "
                         "stalled (default 10 for the hot mix, off otherwise)")
-    c.add_argument("--ping-interval", type=float, default=100.0,
-                   help="client WebSocket ping when idle this long, s (0: never) (default 100)")
+    c.add_argument("--ping-interval", type=float, default=30.0,
+                   help="each client sends a WebSocket ping this often, s, as a real client's "
+                        "heartbeat (the server closes silent clients after its --idle-timeout) "
+                        "(0: never) (default 30)")
     r = p.add_argument_group("reliability (both start at the window's start)")
     r.add_argument("--slow-clients", type=int, default=0,
                    help="also connect this many clients (one process of their own) that "

@@ -51,7 +51,7 @@ class Plan:
     connect_timeout: float = 15.0
     max_inflight: int = 256
     close_timeout: float = 10.0
-    ping_interval: float = 100.0
+    ping_interval: float = 30.0
     stale_after: float = 10.0
     churn_rate: float = 0.0  # cycles per second in this process
     churn_clients: list[tuple[int, str, list[str]]] = field(default_factory=list)
@@ -287,8 +287,11 @@ class Proc:
                 _, client = await picows.ws_connect(
                     lambda: cls(self, address, streams, storm_t0), p.url,
                     websocket_handshake_timeout=timeout,
+                    # Periodic pings, like a real client's heartbeat: the server closes
+                    # a client that sends nothing for --idle-timeout (300 s).
                     enable_auto_ping=p.ping_interval > 0 and not p.slow,
                     auto_ping_idle_timeout=p.ping_interval or 10.0,
+                    auto_ping_strategy=picows.WSAutoPingStrategy.PING_PERIODICALLY,
                     read_buffer_init_size=4096, logger_name="loadgen", **where)
         except picows.WSHandshakeError as exc:
             status = getattr(getattr(exc, "response", None), "status", None)

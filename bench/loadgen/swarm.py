@@ -40,7 +40,7 @@ class Options:
     probe_clients: int = 0  # clients in a process of their own: latency without our queueing
     close_timeout: float = 10.0
     connect_timeout: float = 15.0
-    ping_interval: float = 100.0
+    ping_interval: float = 30.0
     stale_after: float = 10.0  # a ready client silent this long while others receive: stalled
     label: str = ""
     hotpath_url: str = ""  # http://host:port of a hotpath node, for /stats and pids

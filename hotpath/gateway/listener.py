@@ -95,6 +95,8 @@ class Client(picows.WSListener):
             return
         if msg_type == picows.WSMsgType.TEXT and ws_frame.fin:
             self.worker.ops.handle_text(self, ws_frame.get_payload_as_memoryview())
+        elif msg_type == picows.WSMsgType.PING:  # answered here: it counts as activity
+            transport.send_pong(ws_frame.get_payload_as_bytes())
         elif msg_type == picows.WSMsgType.CLOSE:
             transport.send_close(ws_frame.get_close_code(), ws_frame.get_close_message())
             transport.disconnect()

@@ -71,7 +71,7 @@ class Worker:
         g = self.config.gateway
         self.server = await picows.ws_create_server(
             self.route, g.host, g.port, reuse_port=True, max_frame_size=g.max_frame_size,
-            read_buffer_init_size=g.read_buffer_size, enable_auto_pong=True,
+            read_buffer_init_size=g.read_buffer_size, enable_auto_pong=False,
             websocket_handshake_timeout=10, logger_name=f"gateway-{self.index}",
             backlog=g.listen_backlog)
         self.port = self.server.sockets[0].getsockname()[1]

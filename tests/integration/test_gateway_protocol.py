@@ -133,6 +133,20 @@ async def test_idle_client_is_closed_with_1001(idle_node):
     assert (client.ws.close_code, client.ws.close_reason) == (1001, "idle timeout")
 
 
+async def test_websocket_pings_keep_a_client_from_idling_out(idle_node):
+    """A listen-only client whose library sends WebSocket pings (websockets does, every
+    20 s by default) is not idle: only silence is."""
+    ws = await websockets.connect(idle_node.ws_url, ping_interval=0.3, ping_timeout=5)
+    try:
+        await ws.send('{"op":"subscribe","args":["ticker:BTCUSDT"]}')
+        deadline = asyncio.get_running_loop().time() + 4.5  # three idle timeouts
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait_for(ws.recv(), 5)  # raises if the server closed us
+        assert ws.close_code is None
+    finally:
+        await ws.close()
+
+
 async def test_oversized_frame_closes_1009(node):
     client = await Client.connect(node.ws_url)
     await client.send("x" * 70_000)
