@@ -306,7 +306,9 @@ class Proc:
         except Exception as exc:  # noqa: BLE001 - any failure is counted, never fatal
             self._failed(type(exc).__name__)
             return None
-        assert isinstance(client, Client)
+        if not isinstance(client, Client):  # seen when the server fails the upgrade late
+            self._failed("no listener")
+            return None
         return client
 
     def _failed(self, reason: str) -> None:
