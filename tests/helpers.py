@@ -234,11 +234,15 @@ def merge_ticker(state: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
 
 async def until(check: Callable[[], Any], timeout: float, what: str,
                 interval: float = 0.02) -> Any:
-    """``wait_for`` for code sharing the event loop with what it waits for."""
+    """``wait_for`` for code sharing the event loop with what it waits for; ``check`` may
+    also be async (e.g. one that asks an HTTP endpoint)."""
     import asyncio
+    import inspect
     deadline = time.monotonic() + timeout
     while True:
         result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
@@ -473,17 +477,3 @@ async def http_get_async(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     """``http_get`` off the event loop, for tests whose clients read in the background."""
     import asyncio
     return await asyncio.to_thread(http_get, url, timeout)
-
-
-async def until_async(check: Callable[[], Any], timeout: float, what: str,
-                      interval: float = 0.1) -> Any:
-    """``until`` for an async ``check`` (e.g. one that asks an HTTP endpoint)."""
-    import asyncio
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)

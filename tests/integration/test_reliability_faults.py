@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from hotpath.bus.channels import pack
 from tests.helpers import (Node, RedisServer, Sim, Tracker, connect_all, free_port,
-                           http_get_async, public_name, until, until_async)
+                           http_get_async, public_name, until)
 from tests.integration.test_end_to_end import expected_client_ticker
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ async def test_redis_down_30s_clients_told_stale_then_resynced_with_correct_stat
 
             redis_proc.stop()  # the process, gone: nothing answers on the port
             down_at = time.monotonic()
-            await until_async(
+            await until(
                 lambda: _down_names(node, {"redis", "ingest"}), 15, "/health to name Redis")
             await until(lambda: all(any(s[0] > down_at and s[1] == "stale" for s in v.statuses)
                                     for t in trackers for v in t.views.values()),
@@ -154,7 +154,7 @@ async def test_redis_down_30s_clients_told_stale_then_resynced_with_correct_stat
             marks = [t.views[public_name(t.names[0])].updates for t in trackers]
             await until(lambda: all(t.views[public_name(t.names[0])].updates >= m + 5
                                     for t, m in zip(trackers, marks)), 20, "updates again")
-            await until_async(lambda: _healthy(node), 20, "/health to answer 200 again")
+            await until(lambda: _healthy(node), 20, "/health to answer 200 again")
             assert all(t.connected for t in trackers)
             assert {w["pid"] for w in (await _stats(node))["workers"]} == workers
 
@@ -233,7 +233,7 @@ async def test_sigterm_drain_spreads_closes_and_clients_continue_on_a_second_nod
             await until(lambda: all(_told_then_resynced(t, last_close) for t in trackers), 60,
                         "node B's ingest to take over and resync every stream")
             takeover = max(_told_then_resynced(t, last_close) or 0.0 for t in trackers) - a_gone
-            await until_async(lambda: _healthy(b), 20, "node B /health 200")
+            await until(lambda: _healthy(b), 20, "node B /health 200")
 
             assert codes == {1001}, codes
             assert closes[0] - term_at >= GRACE * 0.8, "closed before the grace was over"
@@ -341,7 +341,7 @@ async def test_unexpected_messages_on_redis_channels_are_ignored_and_counted(
                 stats = await _stats(node)
                 return (stats["totals"]["redis_unexpected"] == gateway
                         and (stats["ingest"] or {}).get("redis_unexpected") == ingest)
-            await until_async(counted, 15, f"{gateway} + {ingest} unexpected messages counted")
+            await until(counted, 15, f"{gateway} + {ingest} unexpected messages counted")
             status, metrics = await http_get_async(node.url + "/metrics")
             assert status == 200
             assert sum(int(v) for v in re.findall(
