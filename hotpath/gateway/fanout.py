@@ -54,8 +54,13 @@ class Fanout:
         if self.single is None and not self.dirty and self.window <= 0:
             self.single = (list(targets), data)  # a copy: the set may change before flush
             return
-        if self.single is not None:
-            self._spread()
+        single = self.single
+        if single is not None:  # a second message: the first joins the queues after all
+            self.single = None
+            self._enqueue(*single)
+        self._enqueue(targets, data)
+
+    def _enqueue(self, targets: Collection[Sink], data: bytes) -> None:
         dirty = self.dirty
         for client in targets:
             out = client.out
@@ -70,18 +75,6 @@ class Fanout:
         elif self.dirty and not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_later(self.window, self.flush)
-
-    def _spread(self) -> None:
-        """A second message arrived: the first goes into the per-client queues after all."""
-        assert self.single is not None
-        clients, data = self.single
-        self.single = None
-        dirty = self.dirty
-        for client in clients:
-            out = client.out
-            if not out:
-                dirty.append(client)
-            out.append(data)
 
     def _write_single(self, clients: list[Sink], data: bytes) -> None:
         # Nothing else is queued for these clients (their queues were all empty), so the
