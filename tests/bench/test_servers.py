@@ -48,7 +48,11 @@ def test_loadgen_against_the_floor(floor_binary: Path, tmp_path: Path) -> None:
     # 20 ticks/s x 2 frames x 30 clients, give or take a tick at the window's edges
     assert 1000 <= result["deliveries"]["per_second"] <= 1400
     assert result["latency_ms"]["count"] > 0 and result["probe_latency_ms"]["count"] > 0
-    assert result["resources"]["floor"]["us_per_delivery"] > 0
+    # The floor's CPU over a 2 s window is ~10 ms, the kernel's accounting tick, so it
+    # may read 0; what must hold is that the floor's process was measured at all.
+    floor_use = result["resources"]["floor"]
+    assert floor_use["pids"] == [proc.pid] and not floor_use["lost"]
+    assert floor_use["rss_mib_end"] > 0 and floor_use["us_per_delivery"] >= 0
     counters = proc.log_path.read_text().strip().splitlines()[-1]
     assert '"accepted":30' in counters  # 30 held (+ nothing else)
 
