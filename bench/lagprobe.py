@@ -30,6 +30,8 @@ class _Status(msgspec.Struct):
     lag_p99_ms: float = 0.0
     hold_p50_ms: float = 0.0
     hold_p99_ms: float = 0.0
+    publish_lag_p50_ms: float = 0.0
+    publish_lag_p99_ms: float = 0.0
 
 
 _decode = msgspec.json.Decoder(_Stamp).decode
@@ -48,6 +50,7 @@ class Probe:
         self.measuring = False
         self.arrival: list[tuple[float, float]] = []  # the ingest's own (p50, p99)
         self.hold: list[tuple[float, float]] = []
+        self.written: list[tuple[float, float]] = []
 
     def on_reply(self, reply: Any) -> None:
         if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
@@ -56,6 +59,7 @@ class Probe:
                     st = _decode_status(reply[2])
                     self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
                     self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
+                    self.written.append((st.publish_lag_p50_ms, st.publish_lag_p99_ms))
                 except msgspec.DecodeError:
                     pass
             return
@@ -109,9 +113,12 @@ class Probe:
             # of its current 10 s period, sampled every second); the last sample
             "ingest_arrival_lag_ms": ({"p50": self.arrival[-1][0], "p99": self.arrival[-1][1]}
                                       if self.arrival else None),
-            # a message handled by the ingest -> its PUBLISH written to Redis (same sampling)
+            # its upstream frame arrived -> its PUBLISH written to Redis (same sampling)
             "ingest_hold_ms": ({"p50": self.hold[-1][0], "p99": self.hold[-1][1]}
                                if self.hold else None),
+            # exchange timestamp -> PUBLISH written to Redis, per message (same sampling)
+            "ingest_publish_lag_ms": ({"p50": self.written[-1][0], "p99": self.written[-1][1]}
+                                      if self.written else None),
         }
 
 

@@ -227,9 +227,19 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                              f"{_f(arrival.get('p50'))} ms, p99 {_f(arrival.get('p99'))} ms")
             hold = pl.get("ingest_hold_ms")
             if hold:
-                lines.append(f"- of which the ingest itself (a message handled -> its PUBLISH "
-                             f"written to Redis): p50 {_f(hold.get('p50'))} ms, p99 "
-                             f"{_f(hold.get('p99'))} ms")
+                lines.append(f"- of which the ingest itself (its upstream frame arrived -> its "
+                             f"PUBLISH written to Redis, per message): p50 "
+                             f"{_f(hold.get('p50'))} ms, p99 {_f(hold.get('p99'))} ms")
+            sim = pl.get("sim_send_delay_ms")
+            if sim:
+                lines.append(f"- the simulator's own send delay (a frame's ts -> its write to "
+                             f"the socket, on the same cores): p50 {_f(sim.get('p50'))} ms, p99 "
+                             f"{_f(sim.get('p99'))} ms")
+            written = pl.get("ingest_publish_lag_ms")
+            if written:
+                lines.append(f"- exchange timestamp -> PUBLISH written to Redis, as the ingest "
+                             f"measures it per message: p50 {_f(written.get('p50'))} ms, p99 "
+                             f"{_f(written.get('p99'))} ms")
         if row.get("ingest_us_per_upstream") is not None:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "

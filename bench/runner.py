@@ -174,11 +174,17 @@ def summary_text(sc: dict[str, Any]) -> str:
             lag = r["publish_lag"].get("lag_ms", {})
             arrival = r["publish_lag"].get("ingest_arrival_lag_ms") or {}
             hold = r["publish_lag"].get("ingest_hold_ms") or {}
-            lines.append(f"            publish lag p50 {report._f(lag.get('p50'))} ms p99 "
-                         f"{report._f(lag.get('p99'))} ms (of which upstream arrival p50 "
-                         f"{report._f(arrival.get('p50'))} ms p99 {report._f(arrival.get('p99'))};"
-                         f" held in the ingest p50 {report._f(hold.get('p50'))} ms p99 "
-                         f"{report._f(hold.get('p99'))})")
+            written = r["publish_lag"].get("ingest_publish_lag_ms") or {}
+            lines.append(f"            publish lag seen on Redis p50 {report._f(lag.get('p50'))} "
+                         f"ms p99 {report._f(lag.get('p99'))} ms; in the ingest: exchange ts "
+                         f"to PUBLISH written p50 {report._f(written.get('p50'))} ms p99 "
+                         f"{report._f(written.get('p99'))}, of which upstream arrival p50 "
+                         f"{report._f(arrival.get('p50'))} p99 {report._f(arrival.get('p99'))}, "
+                         f"held p50 {report._f(hold.get('p50'))} p99 {report._f(hold.get('p99'))}")
+            sim = r["publish_lag"].get("sim_send_delay_ms") or {}
+            if sim:
+                lines.append(f"            simulator: ts to its write p50 {report._f(sim.get('p50'))}"
+                             f" ms p99 {report._f(sim.get('p99'))}")
     rat = report.ratios(rows)
     if rat:
         lines.append("  ratios: " + ", ".join(f"{k} {v}x" for k, v in rat.items() if v))

@@ -17,7 +17,7 @@ import redis
 
 from bench.loadgen.mixes import Mix
 from bench.loadgen.swarm import Options, Swarm
-from bench.stack import Proc, Stack, StackError
+from bench.stack import Proc, Stack, StackError, http_json
 from hotpath.sim.instruments import default_universe
 
 NAMESPACE = "bench"
@@ -190,12 +190,18 @@ class _Context:
     def _measure(self, phase: Phase, opts: Options, procs: list[Proc],
                  mix: Mix | None = None) -> None:
         lag = self._start_lagprobe(opts) if self.sc.lagprobe else None
+        sim_stats = f"http://127.0.0.1:{self.sim_port}/sim/stats"
+        if lag is not None:
+            http_json(sim_stats + "?reset=1")
         result = Swarm(opts, mix or self.sc.mix).run()
         result.pop("workers", None)
         phase.result = result
         phase.problems += [f"{phase.server}: {q}" for q in result["problems"]]
         if lag is not None:
             phase.extra["publish_lag"] = self._finish_lagprobe(lag)
+            # the simulator's own share: a frame's ts -> its write to the socket
+            _, stats = http_json(sim_stats)
+            phase.extra["publish_lag"]["sim_send_delay_ms"] = (stats or {}).get("send_delay_ms")
         for proc in procs:
             if not proc.alive:
                 phase.problems.append(f"{phase.server}: {proc.name} exited "

@@ -28,6 +28,19 @@ class LagHistogram:
         self.counts[index] += count
         self.total += count
 
+    def add_since(self, now: float, stamps: list[float]) -> None:
+        """Add ``now - t`` for every ``t`` in ``stamps`` (ms): one write's messages."""
+        counts = self.counts
+        for t in stamps:
+            ms = now - t
+            if 0.0 < ms < 100.0:
+                counts[int(ms * 10.0)] += 1
+            elif ms <= 0.0:
+                counts[0] += 1
+            else:
+                counts[min(_FINE + int(ms - 100.0), _FINE + _COARSE)] += 1
+        self.total += len(stamps)
+
     def percentiles(self, ps: Iterable[float]) -> tuple[float, ...]:
         """Upper bounds (ms) of the buckets holding each percentile; 0.0 when empty."""
         wanted = sorted((p, i) for i, p in enumerate(ps))

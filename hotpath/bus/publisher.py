@@ -37,13 +37,16 @@ class Publisher:
         self.pending: list[bytes] = []
         self.flush_scheduled = False
         self.published = 0
+        self.writes = 0  # socket writes: published / writes is the pipeline's batch size
         self.dropped = 0
         self.errors = 0
         self.reconnects = 0
-        # How long messages wait between being queued and being written: the first of a
-        # batch waits longest, and every message of the batch is counted at its wait.
+        # Per stream message from upstream, at the write that carries it: the time since
+        # its frame arrived (the ingest's own share) and since its exchange timestamp.
         self.hold = LagHistogram()
-        self._batch_started = 0.0
+        self.lag = LagHistogram()
+        self._arrived: list[float] = []  # epoch ms, one per stamped message pending
+        self._exchange_ts: list[float] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stopping = False
@@ -70,18 +73,22 @@ class Publisher:
             return False
         return self.send(publish_command(channel, payload))
 
-    def send(self, command: bytes) -> bool:
-        """Queue one pre-built RESP command (see channels.stream_publish)."""
+    def send(self, command: bytes, arrived_ms: float = 0.0, exchange_ts: float = 0.0) -> bool:
+        """Queue one pre-built RESP command (see channels.stream_publish). A message made
+        from an upstream frame passes the frame's arrival time and exchange timestamp
+        (epoch ms), and is counted in ``hold`` and ``lag`` when it is written."""
         if self.protocol is None:
             self.dropped += 1
             return False
         pending = self.pending
         pending.append(command)
+        if arrived_ms:
+            self._arrived.append(arrived_ms)
+            self._exchange_ts.append(exchange_ts)
         if len(pending) >= MAX_BATCH:
             self.flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True
-            self._batch_started = time.perf_counter()
             asyncio.get_running_loop().call_soon(self.flush)
         return True
 
@@ -91,12 +98,19 @@ class Publisher:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
+        arrived, exchange_ts = self._arrived, self._exchange_ts
+        if arrived:
+            self._arrived, self._exchange_ts = [], []
         if protocol is None or protocol.transport is None:
             self.dropped += len(batch)
             return
         protocol.transport.write(b"".join(batch))
         self.published += len(batch)
-        self.hold.add((time.perf_counter() - self._batch_started) * 1000.0, len(batch))
+        self.writes += 1
+        if arrived:
+            now = time.time() * 1000.0
+            self.hold.add_since(now, arrived)
+            self.lag.add_since(now, exchange_ts)
         if protocol.transport.get_write_buffer_size() > MAX_BUFFERED:
             log.error("%s: Redis is not reading (%d bytes unsent); reconnecting",
                       self.name, protocol.transport.get_write_buffer_size())

@@ -23,10 +23,13 @@ class IngestStatus(msgspec.Struct):
     lag_p50_ms: float = 0.0
     lag_p99_ms: float = 0.0
     missed_kline_closes: int = 0
-    # the ingest's own share: a message handled -> its PUBLISH written to Redis
+    # the ingest's own share: an upstream frame arrived -> its PUBLISH written to Redis
     hold_p50_ms: float = 0.0
     hold_p99_ms: float = 0.0
     redis_unexpected: int = 0  # messages on the control and status channels, ignored
+    # exchange timestamp -> PUBLISH written to Redis, per message
+    publish_lag_p50_ms: float = 0.0
+    publish_lag_p99_ms: float = 0.0
 
 
 encoder = msgspec.json.Encoder()

@@ -199,7 +199,8 @@ class Ingest:
         if self.raw:
             self.publisher.publish(route.raw_channel, bytes(payload))
         route.last_message = time.monotonic()
-        self.lag.add(time.time() * 1000.0 - frame.ts)
+        arrived = time.time() * 1000.0
+        self.lag.add(arrived - frame.ts)
         try:
             outcome = route.state.apply(frame.type, frame.data)
         except (msgspec.MsgspecError, ValueError, TypeError) as exc:
@@ -214,16 +215,20 @@ class Ingest:
             return
         route.ts = frame.ts
         for is_snapshot, data in outcome:
-            self._publish(route, is_snapshot, data)
+            self._publish(route, is_snapshot, data, arrived)
 
-    def _publish(self, route: Route, is_snapshot: bool, data: object) -> None:
+    def _publish(self, route: Route, is_snapshot: bool, data: object,
+                 arrived: float = 0.0) -> None:
+        """``arrived``: when the upstream frame this comes from arrived (epoch ms)."""
         seq = route.seq = route.seq + 1
         if is_snapshot:
             body = messages.encode(route.public, "snapshot", data, route.ts, self.source, seq)
-            self.publisher.send(stream_publish(route.command, SNAPSHOT, seq, body))
+            self.publisher.send(stream_publish(route.command, SNAPSHOT, seq, body),
+                                arrived, route.ts)
         else:
             body = messages.encode(route.public, "update", data, route.ts, self.source, seq)
-            self.publisher.send(stream_publish(route.command, UPDATE, seq, body))
+            self.publisher.send(stream_publish(route.command, UPDATE, seq, body),
+                                arrived, route.ts)
 
     def _publish_status_message(self, route: Route, status: str, reason: str) -> None:
         body = messages.encode(route.public, "status", {"status": status, "reason": reason},
@@ -376,13 +381,15 @@ class Ingest:
     def status(self) -> IngestStatus:
         p50, p99 = self.lag.percentiles((50, 99))
         hold50, hold99 = self.publisher.hold.percentiles((50, 99))
+        pub50, pub99 = self.publisher.lag.percentiles((50, 99))
         missed = sum(r.state.missed for r in self.routes.values())
         return IngestStatus(int(time.time() * 1000), os.getpid(), self.started,
                             bool(self.symbols) and self.upstream.ok(), self.config.ws_url,
                             self.upstream.status(), self.symbols, dict(self.bad_messages),
                             self.publisher.published, self.publisher.dropped,
                             len(self.routes), self.resyncs, p50, p99, missed, hold50, hold99,
-                            redis_unexpected=sum(self.unexpected.values()))
+                            redis_unexpected=sum(self.unexpected.values()),
+                            publish_lag_p50_ms=pub50, publish_lag_p99_ms=pub99)
 
     def _publish_status(self) -> None:
         if self.leading and self.publisher.connected:
@@ -391,7 +398,7 @@ class Ingest:
     async def _status_loop(self) -> None:
         was_ok = None
         ticks = 0
-        last_upstream = last_published = 0
+        last_upstream = last_published = last_writes = 0
         while True:
             self._publish_status()
             self._reconcile()
@@ -404,17 +411,24 @@ class Ingest:
             if ticks % ACTIVITY_LOG_EVERY == 0:
                 upstream = sum(c.messages for c in self.upstream.conns)
                 period = ACTIVITY_LOG_EVERY * STATUS_INTERVAL
-                log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s; %d topics on "
-                         "%d/%d connections up; lag p50 %.1f ms p99 %.1f ms (upstream to us), "
-                         "held p50 %.1f ms p99 %.1f ms (us to Redis); %d Redis messages dropped",
+                log.info("last %.0fs: %.0f upstream msg/s, %.0f published msg/s (%.1f per "
+                         "Redis write); %d topics on %d/%d connections up; lag p50 %.1f ms "
+                         "p99 %.1f ms (upstream to us), held p50 %.1f ms p99 %.1f ms (us to "
+                         "Redis), exchange to Redis p50 %.1f ms p99 %.1f ms; %d Redis messages "
+                         "dropped",
                          period, (upstream - last_upstream) / period,
-                         (self.publisher.published - last_published) / period, len(self.routes),
+                         (self.publisher.published - last_published) / period,
+                         (self.publisher.published - last_published)
+                         / max(1, self.publisher.writes - last_writes), len(self.routes),
                          sum(c.connected for c in self.upstream.conns), len(self.upstream.conns),
                          *self.lag.percentiles((50, 99)),
-                         *self.publisher.hold.percentiles((50, 99)), self.publisher.dropped)
+                         *self.publisher.hold.percentiles((50, 99)),
+                         *self.publisher.lag.percentiles((50, 99)), self.publisher.dropped)
                 last_upstream, last_published = upstream, self.publisher.published
+                last_writes = self.publisher.writes
                 self.lag.clear()
                 self.publisher.hold.clear()
+                self.publisher.lag.clear()
             await asyncio.sleep(STATUS_INTERVAL)
 
     def _check_stale_books(self) -> None:

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Any, Protocol
 
+from hotpath.lag import LagHistogram
 from hotpath.sim.faults import Faults
 from hotpath.sim.feeds import BookFeed, Feed, KlineFeed, LiquidationFeed, TickerFeed, TradeFeed
 from hotpath.sim.instruments import Instrument
@@ -29,6 +30,7 @@ log = logging.getLogger("hotpath.sim.hub")
 
 _MAX_CATCH_UP = 200  # steps; a loop stalled longer than this skips ahead instead
 _TRADE_PUSH_MS = 20  # "real-time" trades: printed and pushed in 20 ms batches
+_SLICE = 32  # frames built between writes within one tick (about half a millisecond)
 
 
 class Conn(Protocol):
@@ -81,6 +83,11 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._periods = self._push_periods()
         self._pending: list[Conn] = []  # connections with frames queued this tick
+        # Clock pushes: a frame's ts -> its write handed to the kernel (simulated ms), so
+        # that a lag measured downstream can be split into ours and the receiver's.
+        self.send_delay = LagHistogram()
+        self._slice_ts = 0
+        self._slice_frames = 0
 
     def _push_periods(self) -> dict[str, int]:
         c = self.config
@@ -216,7 +223,12 @@ class Hub:
                     self._fan_out(feed, frame)
 
     def _publish_due(self, first: int, last: int, sim_now: int) -> None:
+        """Push every feed whose clock came round. A tick of the whole universe takes
+        milliseconds to build, so it goes out in slices: each slice's frames carry the
+        time the slice was made and are written as soon as it is complete, so that a
+        frame's ``ts`` is within a slice of its write, as an exchange's would be."""
         wall_ms = last * self.config.step_ms
+        self._slice_ts = sim_now
         for (clock, bucket), feeds in list(self._clocks.items()):
             if not feeds or not _due(first, last, self._periods[clock], bucket):
                 continue
@@ -224,6 +236,10 @@ class Hub:
                 frame = feed.publish(sim_now, wall_ms)
                 if frame is not None:
                     self._fan_out(feed, frame)
+                    self._slice_frames += 1
+                    if self._slice_frames == _SLICE:
+                        self._flush()
+                        sim_now = self._slice_ts = self.clock.sim_ms()
 
     def _fan_out(self, feed: Feed, payload: bytes) -> None:
         """Frame once; every subscriber gets the same bytes in its next flush."""
@@ -238,6 +254,9 @@ class Hub:
         pending, self._pending = self._pending, []
         for conn in pending:
             conn.flush()
+        if self._slice_frames:
+            self.send_delay.add(self.clock.sim_ms() - self._slice_ts, self._slice_frames)
+            self._slice_frames = 0
 
     # -- control ----------------------------------------------------------------------
 
@@ -296,9 +315,11 @@ class Hub:
         for feed in self.feeds.values():
             per_kind[feed.topic.kind] += 1
             subs[feed.topic.kind] += len(feed.subscribers)
+        p50, p99 = self.send_delay.percentiles((50, 99))
         return {"mode": "synthetic", "topics": dict(per_kind), "subscriptions": dict(subs),
                 "paused": self.paused, "market_step": self.market.step_no,
-                "active_symbols": len(self.market.active), "skipped_steps": self.skipped_steps}
+                "active_symbols": len(self.market.active), "skipped_steps": self.skipped_steps,
+                "send_delay_ms": {"p50": p50, "p99": p99, "frames": self.send_delay.total}}
 
 
 def _due(first: int, last: int, period: int, bucket: int) -> bool:

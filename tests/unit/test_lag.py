@@ -24,3 +24,12 @@ def test_a_batch_counts_every_message_at_its_wait():
     h.add(7.0, 2)
     assert h.total == 100
     assert h.percentiles((50, 98, 99)) == (0.4, 0.4, 7.1)
+
+
+def test_add_since_counts_each_stamp_as_add_would():
+    stamps = [1000.0 - ms for ms in (0.05, 1.23, 1.23, 99.99, 250.0, 1e9)] + [1000.5]
+    one_by_one, at_once = LagHistogram(), LagHistogram()
+    for t in stamps:
+        one_by_one.add(1000.0 - t)
+    at_once.add_since(1000.0, stamps)
+    assert at_once.counts == one_by_one.counts and at_once.total == len(stamps) == 7
