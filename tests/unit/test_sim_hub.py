@@ -123,3 +123,16 @@ def test_last_unsubscribe_stops_the_symbol_detail() -> None:
     assert state.detail is not None and state.every == 100
     hub.unsubscribe(conn, ["kline.5.SOLUSDT"])
     assert state.detail is None and not hub.feeds and "SOLUSDT" not in hub.market.active
+
+
+def test_a_big_tick_goes_out_in_slices_and_every_frame_is_timed() -> None:
+    hub = make_hub(moves_per_second=400)
+    conn = FakeConn()
+    hub.subscribe(conn, [f"tickers.{inst.symbol}" for inst in default_universe(20)]
+                  + [f"orderbook.50.{inst.symbol}" for inst in default_universe(20)])
+    conn.sent.clear()
+    tick(hub, 10)  # the tickers' clock comes round: 20 tickers + 20 books in one tick
+    pushed = len(conn.sent)
+    assert pushed > 32 and max(conn.ticks) == 32  # written in slices, not one write
+    delay = hub.stats()["send_delay_ms"]
+    assert delay["frames"] == pushed and 0 < delay["p50"] <= delay["p99"]
