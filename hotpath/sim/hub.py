@@ -30,7 +30,7 @@ log = logging.getLogger("hotpath.sim.hub")
 
 _MAX_CATCH_UP = 200  # steps; a loop stalled longer than this skips ahead instead
 _TRADE_PUSH_MS = 20  # "real-time" trades: printed and pushed in 20 ms batches
-_SLICE = 32  # frames built between writes within one tick (about half a millisecond)
+_SLICE = 32  # frames built between writes within one tick (about a millisecond in S4)
 
 
 class Conn(Protocol):
