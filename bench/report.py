@@ -27,6 +27,18 @@ TARGETS = {
 }
 
 
+# The parts of S4's publish lag, as the ingest and the simulator measure them.
+_LAG_PARTS = (
+    ("ingest_publish_lag_ms", "exchange timestamp -> PUBLISH written to Redis, as the ingest "
+                              "measures it per message"),
+    ("ingest_arrival_lag_ms", "of which upstream (exchange timestamp -> the ingest's receive, "
+                              "as the ingest reports it)"),
+    ("sim_send_delay_ms", "of that, the simulator's own send delay (a frame's ts -> its write "
+                          "to the socket, on the same cores)"),
+    ("ingest_hold_ms", "of which the ingest itself (its upstream frame arrived -> its PUBLISH "
+                       "written to Redis, per message)"),
+)
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -220,26 +232,11 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                          f"{_f(lag.get('p999'))} ms, max {_f(lag.get('max'))} ms over "
                          f"{_f(pl.get('messages'))} messages ({_f(pl.get('per_second'), 0)}/s); "
                          f"Redis seq gaps {pl.get('redis_seq_gaps')}")
-            arrival = pl.get("ingest_arrival_lag_ms")
-            if arrival:
-                lines.append(f"- of which upstream (exchange timestamp -> the ingest's receive, "
-                             f"as the ingest reports it; the simulator's own send delay): p50 "
-                             f"{_f(arrival.get('p50'))} ms, p99 {_f(arrival.get('p99'))} ms")
-            hold = pl.get("ingest_hold_ms")
-            if hold:
-                lines.append(f"- of which the ingest itself (its upstream frame arrived -> its "
-                             f"PUBLISH written to Redis, per message): p50 "
-                             f"{_f(hold.get('p50'))} ms, p99 {_f(hold.get('p99'))} ms")
-            sim = pl.get("sim_send_delay_ms")
-            if sim:
-                lines.append(f"- the simulator's own send delay (a frame's ts -> its write to "
-                             f"the socket, on the same cores): p50 {_f(sim.get('p50'))} ms, p99 "
-                             f"{_f(sim.get('p99'))} ms")
-            written = pl.get("ingest_publish_lag_ms")
-            if written:
-                lines.append(f"- exchange timestamp -> PUBLISH written to Redis, as the ingest "
-                             f"measures it per message: p50 {_f(written.get('p50'))} ms, p99 "
-                             f"{_f(written.get('p99'))} ms")
+            for key, what in _LAG_PARTS:
+                part = pl.get(key)
+                if part:
+                    lines.append(f"- {what}: p50 {_f(part.get('p50'))} ms, p99 "
+                                 f"{_f(part.get('p99'))} ms")
         if row.get("ingest_us_per_upstream") is not None:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "
