@@ -7,6 +7,7 @@ comparison and one increment per message.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Iterable
 
 _FINE = 1000  # 0.1 ms buckets: 0 .. 100 ms
@@ -30,16 +31,20 @@ class LagHistogram:
 
     def add_since(self, now: float, stamps: list[float]) -> None:
         """Add ``now - t`` for every ``t`` in ``stamps`` (ms): one write's messages."""
+        self.add_between(repeat(now), stamps)
+
+    def add_between(self, later: Iterable[float], earlier: list[float]) -> None:
+        """Add ``later[i] - earlier[i]`` for every ``earlier`` time (ms)."""
         counts = self.counts
-        for t in stamps:
-            ms = now - t
+        for end, start in zip(later, earlier):
+            ms = end - start
             if 0.0 < ms < 100.0:
                 counts[int(ms * 10.0)] += 1
             elif ms <= 0.0:
                 counts[0] += 1
             else:
                 counts[min(_FINE + int(ms - 100.0), _FINE + _COARSE)] += 1
-        self.total += len(stamps)
+        self.total += len(earlier)
 
     def percentiles(self, ps: Iterable[float]) -> tuple[float, ...]:
         """Upper bounds (ms) of the buckets holding each percentile; 0.0 when empty."""

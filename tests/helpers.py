@@ -284,9 +284,10 @@ class SeqChecker:
 class RedisServer:
     """A private ``redis-server`` on a loopback port, to stop and start again as a fault."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *args: str) -> None:
         self.port = port
         self.workdir = workdir
+        self.args = list(args)  # more redis-server options
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -299,7 +300,8 @@ class RedisServer:
         assert binary is not None, "redis-server is not installed"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+             "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning",
+             *self.args],
             stdout=subprocess.DEVNULL)
         wait_for(lambda: redis_pong(self.port), 10, "redis-server to answer PING")
 

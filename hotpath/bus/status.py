@@ -20,6 +20,8 @@ class IngestStatus(msgspec.Struct):
     redis_dropped: int
     streams: int = 0
     resyncs: int = 0
+    # Lag percentiles over the messages of the timed Redis writes (one in four):
+    # exchange timestamp -> the upstream frame's arrival
     lag_p50_ms: float = 0.0
     lag_p99_ms: float = 0.0
     missed_kline_closes: int = 0
@@ -27,7 +29,7 @@ class IngestStatus(msgspec.Struct):
     hold_p50_ms: float = 0.0
     hold_p99_ms: float = 0.0
     redis_unexpected: int = 0  # messages on the control and status channels, ignored
-    # exchange timestamp -> PUBLISH written to Redis, per message
+    # exchange timestamp -> PUBLISH written to Redis
     publish_lag_p50_ms: float = 0.0
     publish_lag_p99_ms: float = 0.0
 

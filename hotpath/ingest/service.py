@@ -15,8 +15,7 @@ import msgspec
 from hotpath import logs
 from hotpath.runtime import run_until_signalled
 from hotpath.bus import control
-from hotpath.bus.channels import (REPLY, SNAPSHOT, STATUS, UPDATE, Channels, pack,
-                                  publish_prefix, stream_publish)
+from hotpath.bus.channels import REPLY, SNAPSHOT, STATUS, UPDATE, Channels, StreamCommands, pack
 from hotpath.bus.publisher import Publisher
 from hotpath.bus.status import IngestStatus
 from hotpath.bus.status import decoder as status_decoder
@@ -26,7 +25,6 @@ from hotpath.config import Config
 from hotpath.ingest.book import GAP, Resync
 from hotpath.ingest.demand import DemandTable
 from hotpath.ingest.instruments import BybitRest, RestError, select
-from hotpath.lag import LagHistogram
 from hotpath.ingest.state import TopicState, new_state
 from hotpath.ingest.upstream import Upstream
 from hotpath.protocol import bybit, messages, streams
@@ -43,6 +41,7 @@ LEAD_LISTEN = 0.5  # seconds a starting ingest listens for a leader (who answers
 LEAD_TAKEOVER = 2.0  # seconds without the leader's status (gateways call it down after 3)
 LEAD_RECONNECT_GRACE = 5.0  # after a Redis outage: the leader's own reconnect backoff cap
 LEAD_CHECK = 0.1
+_encode = msgspec.json.Encoder().encode  # a message's ``data``; the envelope is prebuilt
 RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
               "liquidation": "liquidations", "kline": "kline"}
 
@@ -50,16 +49,16 @@ RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
 class Route:
     """Everything the hot path needs for one upstream topic, computed once."""
 
-    __slots__ = ("stream", "topic", "channel", "command", "raw_channel", "public", "seq", "ts",
+    __slots__ = ("stream", "topic", "channel", "commands", "raw_channel", "public", "seq", "ts",
                  "state", "last_message")
 
     def __init__(self, stream: Stream, ingest: Ingest) -> None:
         self.stream = stream
         self.topic = stream.bybit_topic
         self.channel = ingest.channels.stream(stream)
-        self.command = publish_prefix(self.channel)
         self.raw_channel = (ingest.config.upstream.raw_prefix + RAW_SUFFIX[stream.kind]).encode()
         self.public = streams.public_name(stream, ingest.prefix)
+        self.commands = StreamCommands(self.channel, self.public, ingest.source)
         self.seq = 0
         self.ts = 0  # exchange timestamp of the last message applied
         self.state: TopicState = new_state(stream)
@@ -79,7 +78,6 @@ class Ingest:
         self.always: set[str] = set()  # stream names kept subscribed whatever the demand
         self.demand = DemandTable(config.upstream.linger)
         self.bad_messages: Counter[str] = Counter()
-        self.lag = LagHistogram()
         self.resyncs = 0
         self.started = time.time()
         self.identity = (self.started, os.getpid())  # of two leaders, the older stays
@@ -200,7 +198,6 @@ class Ingest:
             self.publisher.publish(route.raw_channel, bytes(payload))
         route.last_message = time.monotonic()
         arrived = time.time() * 1000.0
-        self.lag.add(arrived - frame.ts)
         try:
             outcome = route.state.apply(frame.type, frame.data)
         except (msgspec.MsgspecError, ValueError, TypeError) as exc:
@@ -221,14 +218,9 @@ class Ingest:
                  arrived: float = 0.0) -> None:
         """``arrived``: when the upstream frame this comes from arrived (epoch ms)."""
         seq = route.seq = route.seq + 1
-        if is_snapshot:
-            body = messages.encode(route.public, "snapshot", data, route.ts, self.source, seq)
-            self.publisher.send(stream_publish(route.command, SNAPSHOT, seq, body),
-                                arrived, route.ts)
-        else:
-            body = messages.encode(route.public, "update", data, route.ts, self.source, seq)
-            self.publisher.send(stream_publish(route.command, UPDATE, seq, body),
-                                arrived, route.ts)
+        command = route.commands.build(SNAPSHOT if is_snapshot else UPDATE, _encode(data),
+                                       route.ts, seq)
+        self.publisher.send(command, arrived, route.ts)
 
     def _publish_status_message(self, route: Route, status: str, reason: str) -> None:
         body = messages.encode(route.public, "status", {"status": status, "reason": reason},
@@ -375,11 +367,10 @@ class Ingest:
         state = route.state.snapshot()
         if state is None or route.seq == 0 or route.state.fresh:
             return  # its next message is a snapshot anyway
-        body = messages.encode(route.public, "snapshot", state, route.ts, self.source, route.seq)
-        self.publisher.publish(route.channel, pack(REPLY, route.seq, body))
+        self.publisher.send(route.commands.build(REPLY, _encode(state), route.ts, route.seq))
 
     def status(self) -> IngestStatus:
-        p50, p99 = self.lag.percentiles((50, 99))
+        p50, p99 = self.publisher.arrival.percentiles((50, 99))
         hold50, hold99 = self.publisher.hold.percentiles((50, 99))
         pub50, pub99 = self.publisher.lag.percentiles((50, 99))
         missed = sum(r.state.missed for r in self.routes.values())
@@ -421,12 +412,12 @@ class Ingest:
                          (self.publisher.published - last_published)
                          / max(1, self.publisher.writes - last_writes), len(self.routes),
                          sum(c.connected for c in self.upstream.conns), len(self.upstream.conns),
-                         *self.lag.percentiles((50, 99)),
+                         *self.publisher.arrival.percentiles((50, 99)),
                          *self.publisher.hold.percentiles((50, 99)),
                          *self.publisher.lag.percentiles((50, 99)), self.publisher.dropped)
                 last_upstream, last_published = upstream, self.publisher.published
                 last_writes = self.publisher.writes
-                self.lag.clear()
+                self.publisher.arrival.clear()
                 self.publisher.hold.clear()
                 self.publisher.lag.clear()
             await asyncio.sleep(STATUS_INTERVAL)

@@ -1,7 +1,9 @@
 import hiredis
+import msgspec
 import pytest
 
 from hotpath.bus import channels
+from hotpath.protocol import messages
 from hotpath.bus.resp import Address, command, publish_command
 from hotpath.protocol.streams import Stream
 
@@ -47,15 +49,23 @@ def test_unix_address_path_and_bad_scheme():
         Address("http://x")
 
 
-@pytest.mark.parametrize("kind", [channels.UPDATE, channels.SNAPSHOT, channels.REPLY])
+@pytest.mark.parametrize("kind, type_", [(channels.UPDATE, "update"),
+                                         (channels.SNAPSHOT, "snapshot"),
+                                         (channels.REPLY, "snapshot")])
 @pytest.mark.parametrize("seq", [1, 255, 2**40 + 7])
-def test_stream_publish_is_publish_of_the_packed_message(kind, seq):
+def test_stream_commands_publish_the_packed_client_message(kind, type_, seq):
+    """The prebuilt command is byte for byte the general path's."""
     channel = channels.Channels("ns").stream(Stream("ticker", "BTCUSDT"))
-    body = b'{"stream":"ticker:BTCUSDT","price":"1.50"}'
-    built = channels.stream_publish(channels.publish_prefix(channel), kind, seq, body)
+    commands = channels.StreamCommands(channel, "hp.ticker.BTCUSDT", 'src "q"\u00e9')
+    data = {"price": "1.50", "bid": {"price": "1.49", "size": "0.001"}}
+    built = commands.build(kind, msgspec.json.encode(data), 1700000000123, seq)
+    body = messages.encode("hp.ticker.BTCUSDT", type_, data, 1700000000123,
+                           'src "q"\u00e9', seq)
     assert built == publish_command(channel, channels.pack(kind, seq, body))
     reader = hiredis.Reader()
     reader.feed(built)
     name, got_channel, payload = reader.gets()
     assert (name, got_channel) == (b"PUBLISH", channel)
-    assert channels.unpack_header(payload) == (kind, seq) and payload[9:] == body
+    assert channels.unpack_header(payload) == (kind, seq)
+    message = messages.client_message_decoder.decode(payload[channels.HEADER_SIZE:])
+    assert (message.type, message.data, message.seq) == (type_, data, seq)

@@ -33,3 +33,14 @@ def test_add_since_counts_each_stamp_as_add_would():
         one_by_one.add(1000.0 - t)
     at_once.add_since(1000.0, stamps)
     assert at_once.counts == one_by_one.counts and at_once.total == len(stamps) == 7
+
+
+def test_add_between_counts_each_pair_as_add_would():
+    arrived = [10.0, 12.5, 400.0, 5.0]
+    stamped = [9.9, 10.0, 100.0, 6.0]  # the last arrived before it was stamped: clamped
+    one_by_one, at_once = LagHistogram(), LagHistogram()
+    for a, t in zip(arrived, stamped):
+        one_by_one.add(a - t)
+    at_once.add_between(arrived, stamped)
+    assert at_once.counts == one_by_one.counts and at_once.total == 4
+    assert at_once.percentiles((25, 100)) == (0.1, 301.0)
