@@ -8,37 +8,35 @@ could cross it is refused here, whatever the caller asks.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable
 
 BUY = "Buy"
 SELL = "Sell"
 
 
 class Watch:
-    """Prices touched since a publisher last looked, per side, and whether levels were
-    added or removed (only then can the top-N window have shifted)."""
+    """Prices touched (set, resized, deleted or trimmed) since a publisher last looked,
+    per side: with the window edges, all a :class:`SideView` needs to diff."""
 
-    __slots__ = ("bids", "asks", "bids_moved", "asks_moved")
+    __slots__ = ("bids", "asks")
 
     def __init__(self) -> None:
         self.bids: set[int] = set()
         self.asks: set[int] = set()
-        self.bids_moved = True
-        self.asks_moved = True
 
 
 class Book:
     """Price levels of one symbol; every mutation is reported to the watches."""
 
-    __slots__ = ("bids", "asks", "bid_size", "ask_size", "bid_version", "ask_version", "watches")
+    __slots__ = ("bids", "asks", "bid_size", "ask_size", "watches")
 
     def __init__(self) -> None:
         self.bids: list[int] = []  # ascending; best bid is bids[-1]
         self.asks: list[int] = []  # ascending; best ask is asks[0]
         self.bid_size: dict[int, int] = {}
         self.ask_size: dict[int, int] = {}
-        self.bid_version = 0
-        self.ask_version = 0
         self.watches: list[Watch] = []
 
     def best_bid(self) -> int | None:
@@ -53,14 +51,12 @@ class Book:
             return self._delete(self.bids, self.bid_size, price, is_bid=True)
         if self.asks and price >= self.asks[0]:
             return False
-        added = price not in self.bid_size
-        if added:
+        sizes = self.bid_size
+        if price not in sizes:
             insort(self.bids, price)
-        self.bid_size[price] = lots
-        self.bid_version += 1
+        sizes[price] = lots
         for watch in self.watches:
             watch.bids.add(price)
-            watch.bids_moved |= added
         return True
 
     def set_ask(self, price: int, lots: int) -> bool:
@@ -69,30 +65,20 @@ class Book:
             return self._delete(self.asks, self.ask_size, price, is_bid=False)
         if self.bids and price <= self.bids[-1]:
             return False
-        added = price not in self.ask_size
-        if added:
+        sizes = self.ask_size
+        if price not in sizes:
             insort(self.asks, price)
-        self.ask_size[price] = lots
-        self.ask_version += 1
+        sizes[price] = lots
         for watch in self.watches:
             watch.asks.add(price)
-            watch.asks_moved |= added
         return True
 
     def _delete(self, prices: list[int], sizes: dict[int, int], price: int, is_bid: bool) -> bool:
         if sizes.pop(price, None) is None:
             return False
         del prices[bisect_left(prices, price)]
-        if is_bid:
-            self.bid_version += 1
-            for watch in self.watches:
-                watch.bids.add(price)
-                watch.bids_moved = True
-        else:
-            self.ask_version += 1
-            for watch in self.watches:
-                watch.asks.add(price)
-                watch.asks_moved = True
+        for watch in self.watches:
+            (watch.bids if is_bid else watch.asks).add(price)
         return True
 
     def top_bids(self, n: int) -> list[int]:
@@ -106,19 +92,19 @@ class Book:
     def trim(self, cap: int) -> None:
         """Keep at most ``cap`` levels per side, dropping the far end."""
         if len(self.bids) > cap:
-            for price in self.bids[: len(self.bids) - cap]:
+            dropped = self.bids[: len(self.bids) - cap]
+            for price in dropped:
                 del self.bid_size[price]
             del self.bids[: len(self.bids) - cap]
-            self.bid_version += 1
             for watch in self.watches:
-                watch.bids_moved = True
+                watch.bids.update(dropped)
         if len(self.asks) > cap:
-            for price in self.asks[cap:]:
+            dropped = self.asks[cap:]
+            for price in dropped:
                 del self.ask_size[price]
             del self.asks[cap:]
-            self.ask_version += 1
             for watch in self.watches:
-                watch.asks_moved = True
+                watch.asks.update(dropped)
 
     def check(self) -> str | None:
         """Invariant check for tests: None when valid, else what is wrong."""
@@ -136,34 +122,55 @@ class Book:
 Level = tuple[int, int]  # (price units, lots); lots == 0 deletes the level
 
 
-def diff_side(top: list[int], sizes: dict[int, int], last: dict[int, int],
-              touched: set[int], moved: bool, descending: bool) -> list[Level]:
-    """Changes that turn ``last`` (the view last sent, updated in place) into ``top``.
+class SideView:
+    """One side's top-``depth`` levels as last sent, brought up to date by :meth:`diff`.
 
-    ``touched`` holds the prices mutated since ``last`` was sent; ``moved`` says whether
-    levels were added or removed, the only way levels can enter or leave the window
-    untouched. Returns the changes in book order (best first); a level that was deleted
-    or fell out of the window is sent with size 0, as Bybit does.
+    The window is a run of consecutive levels, so its *edge* (its worst price) says which
+    levels are in it. A level nobody touched keeps its size and its place; it enters or
+    leaves the window only if it lies between the old and the new edge. A diff therefore
+    looks at the touched prices and at the levels between the two edges, never at the
+    whole view: a few levels per push instead of ``depth``.
     """
-    changes: dict[int, int] = {}
-    entered: set[int] = set()
-    if moved:
-        current = set(top)
-        keys = last.keys()
-        entered = current - keys
-        for price in keys - current:
-            del last[price]
-            changes[price] = 0
-        for price in entered:
-            last[price] = changes[price] = sizes[price]
-    for price in touched:
-        if price in last and price not in entered:
-            lots = sizes.get(price, 0)
-            if lots and last[price] != lots:
-                last[price] = changes[price] = lots
-    return sorted(changes.items(), reverse=descending)
 
+    __slots__ = ("levels", "depth", "descending", "edge")
 
-def ordered(view: dict[int, int], descending: bool) -> list[Level]:
-    """A sent view in book order, best first."""
-    return sorted(view.items(), reverse=descending)
+    def __init__(self, depth: int, descending: bool) -> None:
+        self.levels: dict[int, int] = {}  # price -> lots, as the subscribers have it
+        self.depth = depth
+        self.descending = descending  # bids: best (highest) first
+        # Worst price in the window; an empty window's edge lies beyond every price, so
+        # that the first diff finds the whole window between the edges.
+        self.edge: float = math.inf if descending else -math.inf
+
+    def diff(self, prices: list[int], sizes: dict[int, int], touched: Iterable[int]) -> list[Level]:
+        """Changes that turn the view into the top ``depth`` of ``prices`` (the side,
+        ascending) and apply them to it. ``touched`` holds every price mutated since the
+        last diff. Changes come in book order (best first); a level that was deleted or
+        fell out of the window is sent with size 0, as Bybit does."""
+        old, depth, descending = self.edge, self.depth, self.descending
+        full = len(prices) >= depth
+        if descending:
+            edge: float = prices[-depth] if full else prices[0] if prices else math.inf
+        else:
+            edge = prices[depth - 1] if full else prices[-1] if prices else -math.inf
+        candidates = touched
+        if edge != old:
+            self.edge = edge
+            low, high = (old, edge) if old < edge else (edge, old)
+            cut = bisect_left if descending else bisect_right
+            candidates = [*touched, *prices[cut(prices, low):cut(prices, high)]]
+        levels = self.levels
+        changes: dict[int, int] = {}
+        for price in candidates:
+            lots = sizes.get(price, 0) if (price >= edge if descending else price <= edge) else 0
+            if lots != levels.get(price, 0):
+                changes[price] = lots
+                if lots:
+                    levels[price] = lots
+                else:
+                    del levels[price]
+        return sorted(changes.items(), reverse=descending)
+
+    def ordered(self) -> list[Level]:
+        """The view in book order, best first."""
+        return sorted(self.levels.items(), reverse=self.descending)

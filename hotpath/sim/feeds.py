@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from hotpath.sim.book import Book, Level, Watch, diff_side, ordered
+from hotpath.sim.book import Book, Level, SideView, Watch
 from hotpath.sim.candles import Candle
 from hotpath.sim.faults import Faults
 from hotpath.sim.market import Market, SymbolState
 from hotpath.sim.messages import (
-    Formats, KlineFrame, LiquidationFrame, LiquidationItem, TickerFrame, TradeFrame,
-    TradeItem, book_frame, encode, kline_item,
+    BookFrames, Formats, KlineFrame, LiquidationFrame, LiquidationItem, TickerFrame,
+    TradeFrame, TradeItem, encode, kline_item,
 )
 from hotpath.sim.ticker import TickerFormat, ticker_raw
 from hotpath.sim.topics import Topic
@@ -100,11 +100,15 @@ class BookFeed(Feed):
         self.depth = topic.depth
         self.faults = faults
         self.u = u0
-        self.bids: dict[int, int] = {}  # the view last sent: price -> lots
-        self.asks: dict[int, int] = {}
+        self.bids = SideView(self.depth, descending=True)  # the view last sent
+        self.asks = SideView(self.depth, descending=False)
+        self.frames = BookFrames(topic.name, fmt)
         self.watch = Watch()
         self.book = self._book()
         self.book.watches.append(self.watch)
+        # Nothing sent yet: every level is news, so the first diff takes the whole window.
+        self.watch.bids.update(self.book.bids)
+        self.watch.asks.update(self.book.asks)
         self.started = False
         self.sent_ms = 0  # master-clock ms of the last message, for the depth-1 re-send
         self.sent_ts = 0
@@ -115,23 +119,25 @@ class BookFeed(Feed):
         return detail.book
 
     def _diff(self) -> tuple[list[Level], list[Level]]:
+        """Bring the sent view up to date: a side nobody touched has not changed."""
         book, watch = self.book, self.watch
-        bids = diff_side(book.top_bids(self.depth), book.bid_size, self.bids, watch.bids,
-                         watch.bids_moved, True)
-        asks = diff_side(book.top_asks(self.depth), book.ask_size, self.asks, watch.asks,
-                         watch.asks_moved, False)
-        watch.bids.clear()
-        watch.asks.clear()
-        watch.bids_moved = watch.asks_moved = False
+        bids: list[Level] = []
+        asks: list[Level] = []
+        if watch.bids:
+            bids = self.bids.diff(book.bids, book.bid_size, watch.bids)
+            watch.bids.clear()
+        if watch.asks:
+            asks = self.asks.diff(book.asks, book.ask_size, watch.asks)
+            watch.asks.clear()
         return bids, asks
 
     def _frame(self, kind: str, bids: list[Level], asks: list[Level], now_ms: int) -> bytes:
         self.sent_ts = now_ms
-        return book_frame(self.topic.name, kind, self.fmt, bids, asks, self.u, self.state.seq,
-                          now_ms, self.market.now_ms)
+        return self.frames.frame(kind, bids, asks, self.u, self.state.seq, now_ms,
+                                 self.market.now_ms)
 
     def _snapshot_frame(self, now_ms: int) -> bytes:
-        return self._frame("snapshot", ordered(self.bids, True), ordered(self.asks, False), now_ms)
+        return self._frame("snapshot", self.bids.ordered(), self.asks.ordered(), now_ms)
 
     def snapshot(self, now_ms: int) -> bytes:
         if not self.started:
@@ -143,7 +149,7 @@ class BookFeed(Feed):
 
     def publish(self, now_ms: int, wall_ms: int = 0) -> bytes | None:
         watch = self.watch
-        if not (watch.bids or watch.asks or watch.bids_moved or watch.asks_moved):
+        if not (watch.bids or watch.asks):
             if self.depth == 1 and wall_ms - self.sent_ms >= _DEPTH1_RESEND_MS:
                 self.sent_ms = wall_ms
                 return self._snapshot_frame(now_ms)
@@ -151,7 +157,8 @@ class BookFeed(Feed):
         bids, asks = self._diff()
         if not bids and not asks:
             return None
-        self.u += 2 if self.faults.take_gap(self.topic.name) else 1
+        gap = self.faults.gaps and self.faults.take_gap(self.topic.name)
+        self.u += 2 if gap else 1
         self.sent_ms = wall_ms
         if self.depth == 1:
             return self._snapshot_frame(now_ms)
@@ -162,8 +169,8 @@ class BookFeed(Feed):
         price, lots = self.fmt.price, self.fmt.lots
         return {
             "s": self.topic.symbol,
-            "b": [[price(p), lots(q)] for p, q in ordered(self.bids, True)],
-            "a": [[price(p), lots(q)] for p, q in ordered(self.asks, False)],
+            "b": [[price(p), lots(q)] for p, q in self.bids.ordered()],
+            "a": [[price(p), lots(q)] for p, q in self.asks.ordered()],
             "u": self.u,
             "seq": self.state.seq,
             "ts": self.sent_ts,

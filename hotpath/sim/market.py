@@ -13,7 +13,6 @@ so subscribing to one symbol never changes another symbol's path.
 from __future__ import annotations
 
 import random
-import uuid
 
 import msgspec
 
@@ -25,6 +24,9 @@ _MAX_TAKER_LEVELS = 4  # a taker order sweeps at most this many levels
 _SLACK = 8  # levels a side may grow past its cap before it is trimmed
 _MASK62 = (1 << 62) - 1
 _MIX62 = 0x2545F4914F6CDD1D & _MASK62  # odd, so multiplying is a bijection mod 2**62
+# A version-5, RFC 4122 variant UUID: clear the version and variant bits, set them below.
+_UUID_KEEP = (1 << 128) - 1 & ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID_SET = 5 << 76 | 0x8000 << 48
 
 
 class MarketParams(msgspec.Struct, frozen=True):
@@ -71,9 +73,11 @@ class SymbolState:
         self.inst = inst
         self.seed = seed
         self.params = params
-        self.walk = random.Random((seed << 32) ^ inst.salt)
+        self.salt = inst.salt
+        self.walk = random.Random((seed << 32) ^ inst.salt).random  # the reference walk's draws
         init = random.Random(inst.salt)  # 24h statistics: per symbol, not per seed
-        tick = inst.tick
+        self.tick = tick = inst.tick
+        self.level_lots = inst.level_lots
         self.spread = tick * (1 if inst.level_lots and init.random() < 0.7 else 2)
         self.ref = inst.start_price  # best bid the book is pulled towards
         self.move_p = params.moves_per_second * params.step_ms / 1000
@@ -94,18 +98,17 @@ class SymbolState:
 
     # -- reference walk (every symbol, every step) ---------------------------------
 
-    def step_walk(self) -> bool:
-        """Advance the reference price one step; True if it moved."""
-        rnd = self.walk.random
-        if rnd() >= self.move_p:
-            return False
-        size = (1 + int(rnd() * self.move_max)) * self.inst.tick
+    def move(self) -> None:
+        """Move the reference price: the step's first ``walk()`` (drawn by the market,
+        see :meth:`Market.step`) came in under ``move_p``."""
+        rnd = self.walk
+        size = (1 + int(rnd() * self.move_max)) * self.tick
         # A gentle pull towards the start price keeps a long run in a sane range.
         up_p = 0.5 + max(-0.2, min(0.2, (self.inst.start_price - self.ref) / self.inst.start_price))
-        self.ref = self.ref + size if rnd() < up_p else max(self.inst.tick * 10, self.ref - size)
+        self.ref = self.ref + size if rnd() < up_p else max(self.tick * 10, self.ref - size)
+        self.moved = True
         if self.detail is None:
             self._print_price(self.ref)
-        return True
 
     def _print_price(self, price: int) -> None:
         if price > self.last:
@@ -145,7 +148,7 @@ class SymbolState:
     def deactivate(self) -> None:
         self.detail = None
 
-    def step_detail(self, moved: bool, now_ms: int) -> None:
+    def step_detail(self, now_ms: int) -> None:
         """One step of book churn and taker flow around the reference price."""
         detail = self.detail
         if detail is None:
@@ -157,12 +160,13 @@ class SymbolState:
         traded = rnd() < self.trade_p
         if traded:
             self._taker(detail, now_ms)
-        if moved or changes or traded:
+        if self.moved or changes or traded:
             self._follow_ref(detail)
+        self.moved = False
 
     def _lots(self, detail: Detail) -> int:
         r = detail.rng.random()
-        return 1 + int(self.inst.level_lots * (0.1 + 2.5 * r * r))
+        return 1 + int(self.level_lots * (0.1 + 2.5 * r * r))
 
     def _rebuild_book(self) -> None:
         detail = self.detail
@@ -173,7 +177,7 @@ class SymbolState:
 
     def _follow_ref(self, detail: Detail) -> None:
         """Pull the top of book to the reference: cancel what crossed it, refill gaps."""
-        book, tick, cap = detail.book, self.inst.tick, detail.cap
+        book, tick, cap = detail.book, self.tick, detail.cap
         bids, asks = book.bids, book.asks
         bid_target, ask_target = self.ref, self.ref + self.spread
         if (bids and asks and bids[-1] == bid_target and asks[0] == ask_target
@@ -202,7 +206,7 @@ class SymbolState:
 
     def _extend(self, detail: Detail) -> None:
         """Add levels at the far end until each side has ``cap`` levels."""
-        book, tick, rnd = detail.book, self.inst.tick, detail.rng.random
+        book, tick, rnd = detail.book, self.tick, detail.rng.random
         price = book.bids[0] if book.bids else self.ref + tick
         while len(book.bids) < detail.cap and price > tick:
             price -= tick * (1 + int(rnd() * 2))
@@ -223,22 +227,25 @@ class SymbolState:
         r = rnd()
         index = int(r * r * len(top))  # most churn happens near the top
         price = top[-1 - index] if is_bid else top[index]
-        setter = book.set_bid if is_bid else book.set_ask
         action = rnd()
         if action < 0.6:
-            setter(price, 1 + int(self.inst.level_lots * (0.1 + 2.5 * r * action)))
+            lots = 1 + int(self.level_lots * (0.1 + 2.5 * r * action))
         elif action < 0.8 and index > 0:
-            setter(price, 0)
+            lots = 0
         else:
-            step = -self.inst.tick if is_bid else self.inst.tick
-            setter(price + step * (1 + int(r * 3)), self._lots(detail))
+            price += (-self.tick if is_bid else self.tick) * (1 + int(r * 3))
+            lots = self._lots(detail)
+        if is_bid:
+            book.set_bid(price, lots)
+        else:
+            book.set_ask(price, lots)
         self.seq += 1
 
     def _taker(self, detail: Detail, now_ms: int) -> None:
         """A market order sweeps the opposite side; every fill is a public trade."""
         book, rng = detail.book, detail.rng
         side = BUY if rng.random() < 0.5 else SELL
-        want = 1 + int(self.inst.level_lots * rng.random() * 0.6)
+        want = 1 + int(self.level_lots * rng.random() * 0.6)
         self.seq += 1 + int(rng.random() * 20)
         for _ in range(_MAX_TAKER_LEVELS):
             price = book.best_ask() if side == BUY else book.best_bid()
@@ -261,10 +268,16 @@ class SymbolState:
             # Unique by construction: (symbol id, trade number) is mixed bijectively into
             # the 62 low bits the UUID variant leaves alone; the high half is random.
             key = ((self.inst.symbol_id << 40) | detail.trade_no) * _MIX62 & _MASK62
-            trade_id = str(uuid.UUID(int=(high << 64) | key, version=5))
+            trade_id = _uuid_text((high << 64) | key)
             detail.trades.append(Trade(now_ms, side, qty, price, self.direction, trade_id, self.seq))
         for candle in detail.candles.values():
             candle.add(price, qty, qty * price, now_ms)
+
+
+def _uuid_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=5))``, without building a UUID object per trade."""
+    h = f"{bits & _UUID_KEEP | _UUID_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _on_grid(value: float, tick: int) -> int:
@@ -302,12 +315,15 @@ class Market:
         self.step_no += 1
         self.now_ms = now_ms
         step_no = self.step_no
+        # Every symbol draws whether its reference moves; most steps it does not, so the
+        # draw is made here rather than in a call per symbol. Symbols are independent,
+        # so the walk of all, then the detail of the active ones, is the same market.
         for state in self._all:
-            if state.step_walk():
-                state.moved = True
-            if state.detail is not None and (step_no + state.inst.salt) % state.every == 0:
-                state.step_detail(state.moved, now_ms)
-                state.moved = False
+            if state.walk() < state.move_p:
+                state.move()
+        for state in self.active.values():
+            if (step_no + state.salt) % state.every == 0:
+                state.step_detail(now_ms)
         hour = now_ms // 3_600_000
         if hour != self._hour:
             if self._hour >= 0:

@@ -7,6 +7,8 @@ formatted here, exactly as Bybit prints it: fixed decimals for book and ticker p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _POW10: list[int] = [10**i for i in range(40)]
 
 
@@ -14,9 +16,9 @@ def fixed(units: int, scale: int) -> str:
     """``units * 10**-scale`` with exactly ``scale`` decimals: fixed(3024720, 2) == "30247.20"."""
     if scale == 0:
         return str(units)
+    digits = str(abs(units)).rjust(scale + 1, "0")
     sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), _POW10[scale])
-    return f"{sign}{whole}.{frac:0{scale}d}"
+    return f"{sign}{digits[:-scale]}.{digits[-scale:]}"
 
 
 def stripped(units: int, scale: int) -> str:
@@ -57,27 +59,22 @@ def parse(text: str) -> tuple[int, int]:
     return sign * int((whole or "0") + frac), len(frac)
 
 
-class FormatCache:
-    """Memoised ``fixed(value * multiplier, scale)``: book levels repeat the same prices
-    and sizes all day. ``zero`` (e.g. "0" for a deleted level) replaces the text of 0.
+def formatter(scale: int, multiplier: int = 1, zero: str | None = None) -> Callable[[int], str]:
+    """``fixed(value * multiplier, scale)`` for a value >= 0 (a price, a size), in one
+    call; ``zero`` (e.g. "0" for a deleted level) replaces the text of 0.
 
-    Bounded so a long random walk cannot grow it without limit.
+    No memo: with hundreds of symbols a cache lookup is mostly a cold-memory miss that
+    costs more than these few string operations, and book sizes rarely repeat, so a
+    cache of them only grows.
     """
+    width = scale + 1
 
-    __slots__ = ("scale", "multiplier", "_seed", "_cache", "_limit")
+    def text(value: int) -> str:
+        if not value and zero is not None:
+            return zero
+        if not scale:
+            return str(value * multiplier)
+        digits = str(value * multiplier).rjust(width, "0")
+        return f"{digits[:-scale]}.{digits[-scale:]}"
 
-    def __init__(self, scale: int, multiplier: int = 1, zero: str | None = None,
-                 limit: int = 50_000) -> None:
-        self.scale = scale
-        self.multiplier = multiplier
-        self._seed = {0: zero} if zero is not None else {}
-        self._cache: dict[int, str] = dict(self._seed)
-        self._limit = limit
-
-    def __call__(self, value: int) -> str:
-        text = self._cache.get(value)
-        if text is None:
-            if len(self._cache) >= self._limit:
-                self._cache = dict(self._seed)
-            text = self._cache[value] = fixed(value * self.multiplier, self.scale)
-        return text
+    return text

@@ -115,9 +115,9 @@ class TickerFormat:
     def changed(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> dict[str, str]:
         """``symbol`` plus every field that differs, or {} when none does."""
         out: dict[str, str] = {}
-        for i, value in enumerate(new):
-            if value != old[i]:
-                out[TICKER_FIELDS[i]] = self._fns[i](value)
+        for name, fn, was, value in zip(TICKER_FIELDS, self._fns, old, new):
+            if value != was:
+                out[name] = fn(value)
         if out:
             out = {"symbol": new[0], **out}
         return out

@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotpath.sim.book import Book, Watch, diff_side, ordered
-from hotpath.sim.numfmt import FormatCache, fixed, parse, ratio, rescale, stripped
+from hotpath.sim.book import Book, SideView, Watch
+from hotpath.sim.numfmt import fixed, formatter, parse, ratio, rescale, stripped
 
 
 def test_fixed_formats_like_bybit() -> None:
@@ -45,11 +45,16 @@ def test_fixed_is_exact_and_parse_inverts_it(units: int, scale: int) -> None:
     assert Decimal(stripped(units, scale)) == Decimal(text)
 
 
-def test_format_cache_multiplies_and_maps_zero() -> None:
-    lots = FormatCache(3, multiplier=5, zero="0", limit=3)
+def test_formatter_multiplies_and_maps_zero() -> None:
+    lots = formatter(3, multiplier=5, zero="0")
     assert lots(0) == "0"
-    assert [lots(n) for n in (1, 2, 3, 4)] == ["0.005", "0.010", "0.015", "0.020"]
-    assert lots(0) == "0"  # still "0" after the bounded cache was reset
+    assert [lots(n) for n in (1, 2, 3, 4, 200_000)] == ["0.005", "0.010", "0.015", "0.020", "1000.000"]
+    assert formatter(2)(0) == "0.00" and formatter(0, 100)(7) == "700"
+
+
+@given(st.integers(0, 10**15), st.integers(0, 8), st.integers(1, 100))
+def test_formatter_agrees_with_fixed(value: int, scale: int, multiplier: int) -> None:
+    assert formatter(scale, multiplier)(value) == fixed(value * multiplier, scale)
 
 
 def test_book_refuses_to_cross_and_deletes_levels() -> None:
@@ -99,8 +104,8 @@ def test_diffs_rebuild_the_top_n_view_exactly(seed: int, depth: int, rounds: int
     for price in range(1000, 1012):
         book.set_bid(price, rng.randint(1, 9))
         book.set_ask(price + 13, rng.randint(1, 9))
-    sent_bids: dict[int, int] = {}
-    sent_asks: dict[int, int] = {}
+    watch.bids.clear(), watch.asks.clear()  # a new view needs no touched prices
+    sent_bids, sent_asks = SideView(depth, descending=True), SideView(depth, descending=False)
     client_bids: dict[int, int] = {}
     client_asks: dict[int, int] = {}
     for _ in range(rounds):
@@ -109,27 +114,40 @@ def test_diffs_rebuild_the_top_n_view_exactly(seed: int, depth: int, rounds: int
             side(rng.randint(990, 1035), rng.choice([0, 0, rng.randint(1, 9)]))
         if rng.random() < 0.2:
             book.trim(rng.randint(2, 12))
-        bids = diff_side(book.top_bids(depth), book.bid_size, sent_bids, watch.bids,
-                         watch.bids_moved, True)
-        asks = diff_side(book.top_asks(depth), book.ask_size, sent_asks, watch.asks,
-                         watch.asks_moved, False)
+        bids = sent_bids.diff(book.bids, book.bid_size, watch.bids)
+        asks = sent_asks.diff(book.asks, book.ask_size, watch.asks)
         watch.bids.clear(), watch.asks.clear()
-        watch.bids_moved = watch.asks_moved = False
         assert [p for p, _ in bids] == sorted((p for p, _ in bids), reverse=True)
         assert [p for p, _ in asks] == sorted(p for p, _ in asks)
         client_bids, client_asks = _apply(client_bids, bids), _apply(client_asks, asks)
         assert (client_bids, client_asks) == _full_view(book, depth)
-        assert (sent_bids, sent_asks) == (client_bids, client_asks)
+        assert (sent_bids.levels, sent_asks.levels) == (client_bids, client_asks)
         assert book.check() is None
 
 
 def test_unchanged_book_gives_an_empty_diff() -> None:
-    book, watch = Book(), Watch()
-    book.watches.append(watch)
+    book = Book()
     book.set_bid(10, 1)
-    sent: dict[int, int] = {}
-    assert diff_side(book.top_bids(5), book.bid_size, sent, watch.bids, True, True) == [(10, 1)]
-    assert diff_side(book.top_bids(5), book.bid_size, sent, set(), False, True) == []
+    view = SideView(5, descending=True)
+    assert view.diff(book.bids, book.bid_size, ()) == [(10, 1)]  # first diff: whole window
+    assert view.diff(book.bids, book.bid_size, ()) == []
     book.set_bid(10, 1)  # same size again: touched, but nothing to send
-    assert diff_side(book.top_bids(5), book.bid_size, sent, {10}, False, True) == []
-    assert ordered({1: 1, 3: 3, 2: 2}, True) == [(3, 3), (2, 2), (1, 1)]
+    assert view.diff(book.bids, book.bid_size, {10}) == []
+    view.levels.update({3: 3, 2: 2})
+    assert view.ordered() == [(10, 1), (3, 3), (2, 2)]
+
+
+def test_untouched_levels_enter_and_leave_across_the_window_edge() -> None:
+    """A deletion inside the window pulls the next level in, an insertion pushes the last
+    one out: neither of those levels was touched, only the window's edge moved."""
+    book = Book()
+    for price in range(100, 110):
+        book.set_ask(price, price)
+    view = SideView(3, descending=False)
+    assert view.diff(book.asks, book.ask_size, ()) == [(100, 100), (101, 101), (102, 102)]
+    book.set_ask(101, 0)
+    assert view.diff(book.asks, book.ask_size, {101}) == [(101, 0), (103, 103)]
+    book.set_bid(99, 5)  # the other side: nothing here changes
+    assert view.diff(book.asks, book.ask_size, ()) == []
+    book.trim(2)  # drops 103..109 untouched by anyone's set: trimmed prices count as touched
+    assert view.diff(book.asks, book.ask_size, set(range(103, 110))) == [(103, 0)]

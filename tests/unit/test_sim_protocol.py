@@ -13,7 +13,7 @@ from hotpath.sim import rest
 from hotpath.sim.candles import Candle
 from hotpath.sim.faults import Faults
 from hotpath.sim.instruments import default_universe
-from hotpath.sim.messages import Formats, book_frame, kline_item
+from hotpath.sim.messages import BookFrames, Formats, kline_item
 from hotpath.sim.replay import ReplayFile
 from hotpath.sim.session import ARGS_CHARS_LIMIT, LINEAR, SPOT, Session
 from hotpath.sim.topics import parse
@@ -118,13 +118,17 @@ def test_reject_fault_fails_subscribes_only() -> None:
 
 def test_book_frame_formats_levels_like_bybit() -> None:
     btc = UNIVERSE[0]
-    frame = json.loads(book_frame("orderbook.50.BTCUSDT", "delta", Formats(btc),
-                                  [(3024720, 30028), (3024000, 0)], [(3024870, 892)],
-                                  177400507, 66544703342, 1687940967466, 1687940967464))
+    frames = BookFrames("orderbook.50.BTCUSDT", Formats(btc))
+    frame = json.loads(frames.frame("delta", [(3024720, 30028), (3024000, 0)], [(3024870, 892)],
+                                    177400507, 66544703342, 1687940967466, 1687940967464))
     expected = fixture("orderbook_50_delta.json")
     assert list(frame) == list(expected) and list(frame["data"]) == list(expected["data"])
     assert frame["data"]["b"] == [["30247.20", "30.028"], ["30240.00", "0"]]
     assert frame["data"]["a"] == [["30248.70", "0.892"]]
+    assert (frame["type"], frame["ts"], frame["cts"]) == ("delta", 1687940967466, 1687940967464)
+    assert (frame["data"]["u"], frame["data"]["seq"]) == (177400507, 66544703342)
+    empty = json.loads(frames.frame("snapshot", [], [], 1, 2, 3, 4))
+    assert (empty["type"], empty["data"]["b"], empty["data"]["a"]) == ("snapshot", [], [])
 
 
 def test_kline_item_strips_zeros_like_bybit() -> None:
