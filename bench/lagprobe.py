@@ -3,6 +3,11 @@
 PSUBSCRIBEs to every stream channel of a namespace (``{ns}:s:*``) and measures, per
 stream kind, the time from the exchange timestamp in each message to its arrival here,
 the message rate, and seq continuity of updates on Redis. Prints one JSON object.
+
+With ``--sample-every N`` it SUBSCRIBEs instead to the streams (``--sample-streams``
+kinds) of every Nth symbol of the ingest's instrument list, learnt from its first
+status: every message costs the probe and Redis CPU on the cores being measured, and
+the lag of one stream in N is the lag of all of them (the ingest treats them alike).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class _Stamp(msgspec.Struct):
 
 
 class _Status(msgspec.Struct):
+    symbols: list[str] = []
     lag_p50_ms: float = 0.0
     lag_p99_ms: float = 0.0
     hold_p50_ms: float = 0.0
@@ -39,8 +45,11 @@ _decode_status = msgspec.json.Decoder(_Status).decode
 
 
 class Probe:
-    def __init__(self, prefix: bytes) -> None:
+    def __init__(self, prefix: bytes, status: bytes) -> None:
         self.prefix = prefix
+        self.status = status
+        self.symbols: list[str] = []  # from the ingest's first status
+        self.on_symbols: Any = None  # called once with them
         self.hist: dict[str, dict[int, int]] = {}
         self.max_ms: dict[str, float] = {}
         self.counts: dict[str, int] = {}
@@ -53,21 +62,19 @@ class Probe:
         self.written: list[tuple[float, float]] = []
 
     def on_reply(self, reply: Any) -> None:
-        if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
-            if self.measuring:  # the ingest's status: it measures its arrival lag itself
-                try:
-                    st = _decode_status(reply[2])
-                    self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
-                    self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
-                    self.written.append((st.publish_lag_p50_ms, st.publish_lag_p99_ms))
-                except msgspec.DecodeError:
-                    pass
+        if type(reply) is not list:
             return
-        if type(reply) is not list or len(reply) != 4 or reply[0] != b"pmessage":
+        if len(reply) == 4 and reply[0] == b"pmessage":
+            channel, payload = reply[2], reply[3]
+        elif len(reply) == 3 and reply[0] == b"message":
+            if reply[1] == self.status:
+                self._on_status(reply[2])
+                return
+            channel, payload = reply[1], reply[2]
+        else:
             return
         if not self.measuring:
             return
-        channel, payload = reply[2], reply[3]
         now = time.time() * 1000.0
         if len(payload) <= 9:
             self.bad += 1
@@ -97,6 +104,20 @@ class Probe:
         if ms > self.max_ms.get(stream_kind, 0.0):
             self.max_ms[stream_kind] = ms
 
+    def _on_status(self, payload: bytes) -> None:
+        try:
+            st = _decode_status(payload)
+        except msgspec.DecodeError:
+            return
+        if not self.symbols and st.symbols:
+            self.symbols = st.symbols
+            if self.on_symbols is not None:
+                self.on_symbols(st.symbols)
+        if self.measuring:  # the ingest measures its own shares of the lag
+            self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
+            self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
+            self.written.append((st.publish_lag_p50_ms, st.publish_lag_p99_ms))
+
     def result(self, seconds: float) -> dict[str, Any]:
         total: dict[int, int] = {}
         for h in self.hist.values():
@@ -108,7 +129,7 @@ class Probe:
             "by_kind": {k: {"per_second": round(self.counts[k] / seconds, 1),
                             "lag_ms": latency_summary(self.hist[k], self.max_ms[k])}
                         for k in sorted(self.counts)},
-            "redis_seq_gaps": self.gaps, "bad": self.bad,
+            "redis_seq_gaps": self.gaps, "bad": self.bad, "channels": len(self.last),
             # exchange timestamp -> the ingest's receive, as the ingest reports it (p50, p99
             # of its current 10 s period, sampled every second); the last sample
             "ingest_arrival_lag_ms": ({"p50": self.arrival[-1][0], "p99": self.arrival[-1][1]}
@@ -122,22 +143,37 @@ class Probe:
         }
 
 
-async def run(redis_url: str, namespace: str, seconds: float, warmup: float) -> dict[str, Any]:
+async def run(redis_url: str, namespace: str, seconds: float, warmup: float,
+              sample_every: int = 0, sample_streams: tuple[str, ...] = ()) -> dict[str, Any]:
     prefix = f"{namespace}:s:".encode()
-    probe = Probe(prefix)
+    probe = Probe(prefix, f"{namespace}:status".encode())
     protocol = RespProtocol(on_reply=probe.on_reply)
     await connect(Address(redis_url), protocol)
-    assert protocol.transport is not None
-    protocol.transport.write(command(b"PSUBSCRIBE", prefix + b"*"))
-    protocol.transport.write(command(b"SUBSCRIBE", f"{namespace}:status".encode()))
+    transport = protocol.transport
+    assert transport is not None
+    sampled: list[int] = []
+    if sample_every > 1:
+        def subscribe(symbols: list[str]) -> None:
+            names = [f"{kind}:{symbol}" for symbol in symbols[::sample_every]
+                     for kind in sample_streams]
+            sampled.append(len(names))
+            transport.write(command(b"SUBSCRIBE", *(prefix + n.encode() for n in names)))
+        probe.on_symbols = subscribe
+    else:
+        transport.write(command(b"PSUBSCRIBE", prefix + b"*"))
+    transport.write(command(b"SUBSCRIBE", probe.status))
     await asyncio.sleep(warmup)
     probe.measuring = True
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     await asyncio.sleep(seconds)
     probe.measuring = False
     elapsed = time.monotonic() - started
+    cpu = time.process_time() - cpu
     protocol.close()
-    return probe.result(elapsed)
+    result = probe.result(elapsed)
+    result["streams_probed"] = sampled[0] if sampled else "all"
+    result["probe_cores"] = round(cpu / elapsed, 3)  # its own CPU, on the cores measured
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-namespace", default="hotpath")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--sample-every", type=int, default=0,
+                   help="probe the streams of every Nth symbol only (0: every stream)")
+    p.add_argument("--sample-streams", default="ticker,trade,orderbook:50",
+                   help="stream kinds probed with --sample-every (e.g. ticker,orderbook:50)")
     ns = p.parse_args(argv)
-    result = uvloop.run(run(ns.redis_url, ns.redis_namespace, ns.duration, ns.warmup))
+    result = uvloop.run(run(ns.redis_url, ns.redis_namespace, ns.duration, ns.warmup,
+                            ns.sample_every, tuple(ns.sample_streams.split(","))))
     json.dump(result, sys.stdout)
     print()
     return 0

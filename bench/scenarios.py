@@ -21,6 +21,9 @@ from bench.stack import Proc, Stack, StackError, http_json
 from hotpath.sim.instruments import default_universe
 
 NAMESPACE = "bench"
+# S4's lag probe listens to the streams of one symbol in this many: a probe of all 1,650
+# would take about a third of a core beside the ingest it measures.
+LAGPROBE_SAMPLE_EVERY = 8
 SERVERS = ("hotpath", "baseline", "floor")
 
 
@@ -277,9 +280,11 @@ class _Context:
 
     def _start_lagprobe(self, opts: Options) -> subprocess.Popen[bytes]:
         seconds = self.s.warmup + opts.duration + 3
+        sample = ["--sample-every", str(LAGPROBE_SAMPLE_EVERY), "--sample-streams",
+                  ",".join(("ticker", *self.sc.eager))]
         return subprocess.Popen([sys.executable, "-m", "bench.lagprobe", "--redis-url",
                                  self.redis_url, "--redis-namespace", NAMESPACE,
-                                 "--duration", f"{seconds:g}", "--warmup", "1"],
+                                 "--duration", f"{seconds:g}", "--warmup", "1", *sample],
                                 stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
 
     @staticmethod

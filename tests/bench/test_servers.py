@@ -148,3 +148,43 @@ def test_lagprobe_reports_lag_and_gaps(redis_url: str,
     assert result["redis_seq_gaps"] == 0
     assert result["lag_ms"]["p50"] < 1000
 
+
+
+def test_lagprobe_samples_every_nth_symbol_of_the_ingest_status(redis_url: str) -> None:
+    """With --sample-every 2 the probe listens to the streams of symbols 0 and 2 of the
+    instrument list the ingest's status names, and to nothing else."""
+    namespace = f"ts{int(time.time() * 1000) % 10**8}"
+    symbols = ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"]
+    stop = threading.Event()
+
+    def run() -> None:
+        client = redis.Redis.from_url(redis_url)
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            client.publish(f"{namespace}:status", json.dumps({"symbols": symbols}))
+            for symbol in symbols:
+                body = (b'{"stream":"s","type":"update","data":{},"timestamp":%d,'
+                        b'"source":"hotpath","seq":%d}' % (int(time.time() * 1000), seq))
+                client.publish(f"{namespace}:s:ticker:{symbol}",
+                               b"U" + seq.to_bytes(8, "big") + body)
+            time.sleep(0.02)
+        client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.lagprobe", "--redis-url", redis_url,
+                              "--redis-namespace", namespace, "--duration", "1",
+                              "--warmup", "0.3", "--sample-every", "2",
+                              "--sample-streams", "ticker"],
+                             capture_output=True, text=True, timeout=30,
+                             cwd=Path(__file__).resolve().parents[2])
+    finally:
+        stop.set()
+        thread.join(5)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["streams_probed"] == 2 and result["channels"] == 2
+    assert 20 < result["by_kind"]["ticker"]["per_second"] < 2 * 55  # 2 of 4 at 50/s each
+    assert result["redis_seq_gaps"] == 0
