@@ -265,7 +265,7 @@ class _Context:
         phase.extra.update(rate=rate, batch=batch)
         budget = self.sc.clients / self.s.ramp + self.sc.duration + self.s.warmup + 120
         with Stack(self.log_dir) as st:
-            args = ["--rate", f"{rate:g}", "--batch", str(batch), "--max-seconds", f"{budget:.0f}",
+            args = ["--rate", f"{rate:g}", "--batch", f"{batch:g}", "--max-seconds", f"{budget:.0f}",
                     "--stream", stream, "--arg", "ticker:BTCUSDT", "--data", data]
             proc, port = st.floor(self.s.floor_binary, args)
             opts = self.options(f"ws://127.0.0.1:{port}/ws", n,
@@ -297,14 +297,16 @@ class _Context:
             return {"error": "lag probe failed"}
 
 
-def floor_shape(hotpath: dict[str, Any] | None, sc: Scenario) -> tuple[float, int, str, str]:
-    """(ticks per second, frames per send, stream, data JSON) for the floor."""
-    rate, batch = 10.0, 1
+def floor_shape(hotpath: dict[str, Any] | None, sc: Scenario) -> tuple[float, float, str, str]:
+    """(ticks per second, frames per send, stream, data JSON) for the floor: hotpath's
+    deliveries per client and its mean frames per write (the floor alternates whole
+    batches to match a fractional mean)."""
+    rate, batch = 10.0, 1.0
     stream, data = "hotpath.futures.ticker.BTCUSDT", '{"price":"60000.0","markPrice":"60000.1"}'
     if hotpath:
         per_client = hotpath["deliveries"].get("per_client_per_second") or 0
         fpw = (hotpath.get("node") or {}).get("frames_per_write") or 1.0
-        batch = max(1, min(64, round(fpw)))
+        batch = max(1.0, min(64.0, round(fpw, 2)))
         if per_client:
             rate = max(0.5, per_client / batch)
         sample = hotpath.get("sample_update")

@@ -271,7 +271,7 @@ def compile_floor(out_dir: Path) -> Path:
     if cc is None:
         raise StackError("no C compiler found (apt-get install gcc)")
     out = out_dir / "floor"
-    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(BENCH / "floor.c")],
+    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(BENCH / "floor.c"), "-lm"],
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise StackError(f"compiling floor.c failed:\n{result.stderr}")

@@ -81,6 +81,6 @@ def test_floor_shape_follows_hotpath_delivery() -> None:
                "sample_update": '{"stream":"hotpath.futures.ticker.ETHUSDT","type":"update",'
                                 '"data":{"price":"1.5"},"timestamp":1,"source":"hotpath","seq":2}'}
     rate, batch, stream, data = floor_shape(hotpath, s2)
-    assert batch == 3 and rate == pytest.approx(4.0)
+    assert batch == 3.2 and rate == pytest.approx(12.0 / 3.2)
     assert stream == "hotpath.futures.ticker.ETHUSDT" and data == '{"price":"1.5"}'
     assert floor_shape(None, build("S5", Settings()))[0] < 0.1  # idle: no tick in the window
