@@ -25,8 +25,6 @@ class Sink(Protocol):
     closing: bool
     behind_since: float  # nonzero while past the soft bound (the transport paused it)
 
-    def write_frames(self, frames: list[bytes]) -> int: ...
-
     def close(self, code: int, reason: str) -> None: ...
 
 
@@ -91,18 +89,26 @@ class Fanout:
         self.writes += len(clients)
 
     def flush(self) -> None:
-        """Write every queued frame: one write per client."""
+        """Write every queued frame: one write per client. As in ``_write_single``, only
+        a client the transport has paused pays for the buffer-size check."""
         self.scheduled = False
         if self.single is not None:
             clients, data = self.single
             self.single = None
             self._write_single(clients, data)
         dirty, self.dirty = self.dirty, []
+        hard = self.hard_limit
         for client in dirty:
             frames, client.out = client.out, []
-            self.writes += 1
-            if client.write_frames(frames) > self.hard_limit:
+            raw = client.raw
+            if raw is None or client.closing:
+                continue
+            # One buffer: uvloop sends it straight away with send(); writelines() would
+            # build a writev context first (measured 0.2 us more per write).
+            raw.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if client.behind_since and raw.get_write_buffer_size() > hard:
                 self.close_slow(client)
+        self.writes += len(dirty)
 
     def close_slow(self, client: Sink) -> None:
         self.slow_closed += 1

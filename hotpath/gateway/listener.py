@@ -125,16 +125,6 @@ class Client(picows.WSListener):
             if raw.get_write_buffer_size() > self.worker.fanout.hard_limit:
                 self.worker.fanout.close_slow(self)  # asks, never reads the answers
 
-    def write_frames(self, frames: list[bytes]) -> int:
-        raw = self.raw
-        if raw is None or self.closing:
-            return 0
-        if len(frames) == 1:
-            raw.write(frames[0])
-        else:
-            raw.writelines(frames)
-        return int(raw.get_write_buffer_size())
-
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; hang up when the peer answers it, or abort after a timeout.
 

@@ -14,23 +14,17 @@ class Sink:
 
     def __init__(self, buffered: int = 0, behind: bool = False) -> None:
         self.out: list[bytes] = []
-        self.writes: list[list[bytes]] = []
+        self.writes: list[bytes] = []  # what each write() was given
         self.buffered = buffered
         self.closed: tuple[int, str] | None = None
         self.closing = False
         self.behind_since = 1.0 if behind else 0.0
         self.raw = self
 
-    def write(self, data: bytes) -> None:  # the transport, for one frame
-        self.writes.append([data])
+    def write(self, data: bytes) -> None:  # the transport: one write
+        self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def write_frames(self, frames: list[bytes]) -> int:
-        if self.closing:
-            return 0
-        self.writes.append(frames)
         return self.buffered
 
     def close(self, code: int, reason: str) -> None:
@@ -92,7 +86,7 @@ def test_fanout_writes_each_clients_batch_once():
     fan.queue([a], b"two")
     assert a.writes == [] and fan.frames_out == 3
     fan.flush()
-    assert a.writes == [[b"one", b"two"]] and b.writes == [[b"one"]]
+    assert a.writes == [b"onetwo"] and b.writes == [b"one"]  # one write each
     assert a.out == [] and fan.writes == 2
     fan.flush()
     assert len(a.writes) == 1  # nothing queued, nothing written
@@ -120,9 +114,9 @@ def test_a_lone_message_goes_straight_to_each_socket_and_keeps_order_with_a_seco
     fan.queue(targets, b"one")
     targets.discard(b)  # the set changes before the flush: what was queued still goes
     fan.flush()
-    assert a.writes == [[b"one"]] and b.writes == [[b"one"]] and gone.writes == []
+    assert a.writes == [b"one"] and b.writes == [b"one"] and gone.writes == []
     fan.queue([a, b], b"two")
     fan.queue([a], b"three")
     fan.flush()
-    assert a.writes[1:] == [[b"two", b"three"]] and b.writes[1:] == [[b"two"]]
+    assert a.writes[1:] == [b"twothree"] and b.writes[1:] == [b"two"]
     assert fan.frames_out == 6 and fan.writes == 5
