@@ -8,6 +8,11 @@ With ``--sample-every N`` it SUBSCRIBEs instead to the streams (``--sample-strea
 kinds) of every Nth symbol of the ingest's instrument list, learnt from its first
 status: every message costs the probe and Redis CPU on the cores being measured, and
 the lag of one stream in N is the lag of all of them (the ingest treats them alike).
+
+With ``--upstream-ws URL`` (and sampling) it also subscribes those streams' topics
+directly upstream and measures exchange timestamp -> receipt there: what a client that
+does nothing but read gets from the same exchange on the same cores, the reference for
+the ingest's own share.
 """
 
 from __future__ import annotations
@@ -20,14 +25,45 @@ import time
 from typing import Any
 
 import msgspec
+import picows
 import uvloop
 
 from bench.loadgen.checker import bucket, latency_summary, merge_hist
 from hotpath.bus.resp import Address, RespProtocol, command, connect
+from hotpath.protocol import bybit, streams
 
 
 class _Stamp(msgspec.Struct):
     timestamp: int = 0
+
+
+class _UpstreamStamp(msgspec.Struct):
+    topic: str = ""
+    ts: int = 0
+
+
+_decode_upstream = msgspec.json.Decoder(_UpstreamStamp).decode
+
+
+class _Tap(picows.WSListener):  # type: ignore[misc]
+    """Exchange timestamp -> receipt of every upstream push, and nothing else."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type != picows.WSMsgType.TEXT or not self.probe.measuring:
+            return
+        try:
+            stamp = _decode_upstream(frame.get_payload_as_memoryview())
+        except msgspec.DecodeError:
+            return
+        if stamp.topic and stamp.ts:
+            ms = time.time() * 1000.0 - stamp.ts
+            h = self.probe.upstream
+            key = bucket(ms)
+            h[key] = h.get(key, 0) + 1
+            self.probe.upstream_max = max(self.probe.upstream_max, ms)
 
 
 class _Status(msgspec.Struct):
@@ -48,9 +84,12 @@ class Probe:
     def __init__(self, prefix: bytes, status: bytes) -> None:
         self.prefix = prefix
         self.status = status
+        self.taps: list[picows.WSTransport] = []
         self.symbols: list[str] = []  # from the ingest's first status
         self.on_symbols: Any = None  # called once with them
         self.hist: dict[str, dict[int, int]] = {}
+        self.upstream: dict[int, int] = {}  # the tap's lag histogram
+        self.upstream_max = 0.0
         self.max_ms: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.last: dict[bytes, int] = {}
@@ -140,11 +179,24 @@ class Probe:
             # exchange timestamp -> PUBLISH written to Redis, per message (same sampling)
             "ingest_publish_lag_ms": ({"p50": self.written[-1][0], "p99": self.written[-1][1]}
                                       if self.written else None),
+            # exchange timestamp -> receipt by a client of the exchange that only reads
+            "upstream_lag_ms": (latency_summary(self.upstream, self.upstream_max)
+                                if self.upstream else None),
         }
 
 
+async def _tap(url: str, names: list[str], probe: Probe) -> None:
+    """Subscribe the Bybit topics of ``names`` on one upstream connection."""
+    topics = [streams.parse(name).bybit_topic for name in names]
+    transport, _ = await picows.ws_connect(lambda: _Tap(probe), url, enable_auto_pong=True)
+    for i in range(0, len(topics), 10):
+        transport.send(picows.WSMsgType.TEXT, bybit.op_request("subscribe", topics[i:i + 10]))
+    probe.taps.append(transport)
+
+
 async def run(redis_url: str, namespace: str, seconds: float, warmup: float,
-              sample_every: int = 0, sample_streams: tuple[str, ...] = ()) -> dict[str, Any]:
+              sample_every: int = 0, sample_streams: tuple[str, ...] = (),
+              upstream_ws: str = "") -> dict[str, Any]:
     prefix = f"{namespace}:s:".encode()
     probe = Probe(prefix, f"{namespace}:status".encode())
     protocol = RespProtocol(on_reply=probe.on_reply)
@@ -152,12 +204,15 @@ async def run(redis_url: str, namespace: str, seconds: float, warmup: float,
     transport = protocol.transport
     assert transport is not None
     sampled: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
     if sample_every > 1:
         def subscribe(symbols: list[str]) -> None:
             names = [f"{kind}:{symbol}" for symbol in symbols[::sample_every]
                      for kind in sample_streams]
             sampled.append(len(names))
             transport.write(command(b"SUBSCRIBE", *(prefix + n.encode() for n in names)))
+            if upstream_ws:
+                tasks.append(asyncio.create_task(_tap(upstream_ws, names, probe)))
         probe.on_symbols = subscribe
     else:
         transport.write(command(b"PSUBSCRIBE", prefix + b"*"))
@@ -170,6 +225,11 @@ async def run(redis_url: str, namespace: str, seconds: float, warmup: float,
     elapsed = time.monotonic() - started
     cpu = time.process_time() - cpu
     protocol.close()
+    for tap in probe.taps:
+        tap.disconnect()
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            raise SystemExit(f"upstream tap failed: {task.exception()}")
     result = probe.result(elapsed)
     result["streams_probed"] = sampled[0] if sampled else "all"
     result["probe_cores"] = round(cpu / elapsed, 3)  # its own CPU, on the cores measured
@@ -186,9 +246,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="probe the streams of every Nth symbol only (0: every stream)")
     p.add_argument("--sample-streams", default="ticker,trade,orderbook:50",
                    help="stream kinds probed with --sample-every (e.g. ticker,orderbook:50)")
+    p.add_argument("--upstream-ws", default="",
+                   help="with --sample-every: also read the sampled topics from this "
+                        "Bybit WebSocket URL and measure their lag there")
     ns = p.parse_args(argv)
     result = uvloop.run(run(ns.redis_url, ns.redis_namespace, ns.duration, ns.warmup,
-                            ns.sample_every, tuple(ns.sample_streams.split(","))))
+                            ns.sample_every, tuple(ns.sample_streams.split(",")),
+                            ns.upstream_ws))
     json.dump(result, sys.stdout)
     print()
     return 0

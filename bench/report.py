@@ -37,6 +37,8 @@ _LAG_PARTS = (
                           "to the socket, on the same cores)"),
     ("ingest_hold_ms", "of which the ingest itself (its upstream frame arrived -> its PUBLISH "
                        "written to Redis, per message)"),
+    ("upstream_lag_ms", "for reference, a client of the simulator that only reads the same "
+                        "sample of topics (exchange timestamp -> its receive)"),
 )
 
 def machine() -> dict[str, Any]:

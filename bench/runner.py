@@ -185,6 +185,11 @@ def summary_text(sc: dict[str, Any]) -> str:
             if sim:
                 lines.append(f"            simulator: ts to its write p50 {report._f(sim.get('p50'))}"
                              f" ms p99 {report._f(sim.get('p99'))}")
+            tap = r["publish_lag"].get("upstream_lag_ms") or {}
+            if tap:
+                lines.append(f"            a client that only reads upstream: exchange ts to "
+                             f"receipt p50 {report._f(tap.get('p50'))} ms p99 "
+                             f"{report._f(tap.get('p99'))}")
     rat = report.ratios(rows)
     if rat:
         lines.append("  ratios: " + ", ".join(f"{k} {v}x" for k, v in rat.items() if v))

@@ -281,7 +281,8 @@ class _Context:
     def _start_lagprobe(self, opts: Options) -> subprocess.Popen[bytes]:
         seconds = self.s.warmup + opts.duration + 3
         sample = ["--sample-every", str(LAGPROBE_SAMPLE_EVERY), "--sample-streams",
-                  ",".join(("ticker", *self.sc.eager))]
+                  ",".join(("ticker", *self.sc.eager)),
+                  "--upstream-ws", f"ws://127.0.0.1:{self.sim_port}/v5/public/linear"]
         return subprocess.Popen([sys.executable, "-m", "bench.lagprobe", "--redis-url",
                                  self.redis_url, "--redis-namespace", NAMESPACE,
                                  "--duration", f"{seconds:g}", "--warmup", "1", *sample],

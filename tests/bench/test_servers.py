@@ -9,8 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ import redis
 from bench.loadgen.mixes import Mix
 from bench.loadgen.swarm import Options, Swarm
 from bench.stack import BENCH, Stack, compile_floor, free_port
+from tests.helpers import Sim
 
 pytestmark = pytest.mark.integration
 
@@ -153,11 +155,9 @@ def test_lagprobe_reports_lag_and_gaps(redis_url: str,
 
 
 
-def test_lagprobe_samples_every_nth_symbol_of_the_ingest_status(redis_url: str) -> None:
-    """With --sample-every 2 the probe listens to the streams of symbols 0 and 2 of the
-    instrument list the ingest's status names, and to nothing else."""
-    namespace = f"ts{int(time.time() * 1000) % 10**8}"
-    symbols = ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"]
+@contextmanager
+def _ingest_like(redis_url: str, namespace: str, symbols: list[str]) -> Iterator[None]:
+    """Publishes an ingest status naming ``symbols`` and a ticker update of each, 50/s."""
     stop = threading.Event()
 
     def run() -> None:
@@ -177,17 +177,42 @@ def test_lagprobe_samples_every_nth_symbol_of_the_ingest_status(redis_url: str) 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        out = subprocess.run([sys.executable, "-m", "bench.lagprobe", "--redis-url", redis_url,
-                              "--redis-namespace", namespace, "--duration", "1",
-                              "--warmup", "0.3", "--sample-every", "2",
-                              "--sample-streams", "ticker"],
-                             capture_output=True, text=True, timeout=30,
-                             cwd=Path(__file__).resolve().parents[2])
+        yield
     finally:
         stop.set()
         thread.join(5)
+
+
+def _lagprobe(redis_url: str, namespace: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.lagprobe", "--redis-url", redis_url,
+                          "--redis-namespace", namespace, "--duration", "1", "--warmup", "0.5",
+                          *args], capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    return dict(json.loads(out.stdout))
+
+
+def test_lagprobe_samples_every_nth_symbol_of_the_ingest_status(redis_url: str) -> None:
+    """With --sample-every 2 the probe listens to the streams of symbols 0 and 2 of the
+    instrument list the ingest's status names, and to nothing else."""
+    namespace = f"ts{int(time.time() * 1000) % 10**8}"
+    with _ingest_like(redis_url, namespace, ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"]):
+        result = _lagprobe(redis_url, namespace, "--sample-every", "2",
+                           "--sample-streams", "ticker")
     assert result["streams_probed"] == 2 and result["channels"] == 2
     assert 20 < result["by_kind"]["ticker"]["per_second"] < 2 * 55  # 2 of 4 at 50/s each
     assert result["redis_seq_gaps"] == 0
+    assert result["upstream_lag_ms"] is None  # no --upstream-ws
+
+
+def test_lagprobe_taps_the_sampled_topics_upstream(redis_url: str, sim: Sim) -> None:
+    """With --upstream-ws it also reads the sampled streams' topics from the simulator."""
+    namespace = f"tu{int(time.time() * 1000) % 10**8}"
+    with _ingest_like(redis_url, namespace, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]):
+        result = _lagprobe(redis_url, namespace, "--sample-every", "2",
+                           "--sample-streams", "ticker,orderbook:50", "--upstream-ws",
+                           sim.ws_url)
+    tap = result["upstream_lag_ms"]
+    # BTCUSDT's and SOLUSDT's tickers (10/s) and books (50/s) for a second
+    assert tap is not None and tap["count"] > 50
+    assert 0 <= tap["p50"] < 1000
