@@ -304,6 +304,7 @@ def _phase_table(rows: list[dict[str, Any]]) -> list[str]:
 def report_markdown(results: list[dict[str, Any]], pngs: dict[str, str | None],
                     mach: dict[str, Any], command: str) -> str:
     m = mach
+    workers = next((r["workers"] for r in results if "workers" in r), "?")
     lines = ["# hotpath benchmark report", "",
              f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB, "
              f"Linux {m['kernel']}, Python {m['python']}, redis-server {m['redis_server']}, "
@@ -316,9 +317,9 @@ def report_markdown(results: list[dict[str, Any]], pngs: dict[str, str | None],
              "queueing; the other figures cover every client. CPU is psutil user+system time "
              "over the measured window divided by the messages the clients received in it. "
              "The load generator runs on the same cores as the servers.",
-             "", "Servers: **hotpath** (`hotpath serve`, gateway workers = cores); **baseline** "
-             "(`bench/baseline_server.py`: websockets + its broadcast helper + redis-py pub/sub, "
-             "one process per core, uvloop); **floor** (`bench/floor.c`: one C process writing "
+             "", f"Servers: **hotpath** (`hotpath serve`, {workers} gateway worker(s)); "
+             "**baseline** (`bench/baseline_server.py`: websockets + its broadcast helper + "
+             f"redis-py pub/sub, {workers} process(es), uvloop); **floor** (`bench/floor.c`: one C process writing "
              "the same pre-framed frames to the same number of sockets with one send() per "
              "client per tick).", ""]
     for sc in results:

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--processes", type=int, default=d.processes,
       help=f"load-generator processes, plus one probe process (default {d.processes})")
     a("--workers", type=int, default=d.workers,
-      help=f"hotpath gateway workers and baseline processes (default {d.workers}: one per core)")
+      help=f"hotpath gateway workers and baseline processes (default {d.workers}: one per "
+           "core, less the load generator's)")
     a("--servers", type=_csv, default=d.servers,
       help="servers to measure: " + ",".join(SERVERS) + " (default: all)")
     a("--s1-interval-ms", type=int, default=d.s1_interval_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -36,7 +37,12 @@ class Settings:
     warmup: float = 3.0
     ramp: float = 1000.0
     processes: int = 2  # load-generator processes (plus one small probe process)
-    workers: int = 2  # hotpath gateway workers and baseline processes
+    # hotpath gateway workers and baseline processes: a core each, but for the one the
+    # load generator needs (it takes about a core at 100k deliveries/s). On two cores that
+    # is one process, like the floor's; with one per core the servers and the load
+    # generator fight for the CPU and latency measures the fight (S1 p99 159-308 ms with
+    # two workers, 105 ms with one, at the same CPU per delivery).
+    workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     servers: tuple[str, ...] = SERVERS
     s1_interval_ms: int = 100
     s2_symbols: int = 200
@@ -155,6 +161,7 @@ def run_scenario(sc: Scenario, s: Settings, say: Callable[[str], None]) -> dict[
             "seconds": round(time.time() - started, 1), "sim_args": sc.sim_args,
             "mix": sc.mix.describe(), "clients": sc.clients, "duration": sc.duration,
             "churn_rate": sc.churn_rate, "eager": list(sc.eager), "notes": sc.notes,
+            "workers": s.workers,
             "phases": [{"server": p.server, "problems": p.problems, "extra": p.extra,
                         "result": p.result} for p in phases],
             "problems": crashed + [q for p in phases for q in p.problems]}
