@@ -41,6 +41,15 @@ _LAG_PARTS = (
                         "sample of topics (exchange timestamp -> its receive)"),
 )
 
+def _sim_share(row: dict[str, Any]) -> str:
+    """The ingest's CPU beside the simulator's, which made the same frames on the same
+    cores: a ratio that holds while the machine's speed moves between runs."""
+    sim, ingest = row.get("sim_cores"), row.get("ingest_cores")
+    if not sim or not ingest or not row.get("publish_lag"):
+        return ""
+    return f"; the simulator {_f(sim, 3)} cores (ingest / simulator CPU {ingest / sim:.2f})"
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -103,6 +112,7 @@ def summary(phase: dict[str, Any]) -> dict[str, Any]:
         "redis_cores": res.get("redis", {}).get("cores"),
         "ingest_cores": res.get("ingest", {}).get("cores"),
         "ingest_us_per_upstream": res.get("ingest", {}).get("us_per_upstream_message"),
+        "sim_cores": res.get("sim", {}).get("cores"),
         "upstream_per_s": (r.get("node") or {}).get("upstream_per_second"),
         "frames_per_write": (r.get("node") or {}).get("frames_per_write"),
         "problems": phase["problems"],
@@ -243,7 +253,7 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "
                          f"messages/s, {_f(row['ingest_cores'], 3)} cores); Redis "
-                         f"{_f(row['redis_cores'], 3)} cores")
+                         f"{_f(row['redis_cores'], 3)} cores{_sim_share(row)}")
         if row.get("floor_shape") and not row.get("churn"):
             fs = row["floor_shape"]
             lines.append(f"- floor: {fs['rate']} sends per second per client, {fs['batch']} "

@@ -170,7 +170,8 @@ def summary_text(sc: dict[str, Any]) -> str:
         lines.append(line)
         if r.get("ingest_us_per_upstream") is not None:
             lines.append(f"            ingest {report._f(r['ingest_us_per_upstream'], 1)} us per "
-                         f"upstream message ({report._f(r['upstream_per_s'], 0)}/s)")
+                         f"upstream message ({report._f(r['upstream_per_s'], 0)}/s)"
+                         f"{report._sim_share(r)}")
         if r.get("publish_lag"):
             lag = r["publish_lag"].get("lag_ms", {})
             arrival = r["publish_lag"].get("ingest_arrival_lag_ms") or {}

@@ -90,3 +90,15 @@ def test_nothing_to_plot_for_idle_scenarios(tmp_path: Path) -> None:
         for row in p["result"]["timeline"]:
             row["deliveries"] = 0
     assert report.plot(sc, tmp_path / "s5.png") is False
+
+
+def test_s4_sets_the_ingest_beside_the_simulator() -> None:
+    s4 = phase("hotpath", 0.0, 1.0)
+    s4["result"]["resources"].update(ingest={"cores": 0.5, "us_per_upstream_message": 15.0},
+                                     sim={"cores": 0.8})
+    assert report._sim_share(report.summary(s4)) == ""  # not an ingest scenario
+    s4["extra"]["publish_lag"] = {"lag_ms": {"p50": 2.0, "p99": 7.0}}
+    row = report.summary(s4)
+    assert report._sim_share(row).endswith("(ingest / simulator CPU 0.62)")
+    assert "ingest / simulator CPU 0.62" in report.scenario_markdown(
+        {**scenario("S4"), "phases": [s4]}, None)
