@@ -193,6 +193,13 @@ class Feed:
             return
         if targets:
             self.fanout.queue(targets, frame(body))
+            if kind != UPDATE and slot.latest_value:
+                # A client that fell behind while it waited for this snapshot has its other
+                # latest-value streams held back already: this one joins them (updates
+                # wait, a fresh snapshot follows once it has drained).
+                behind = [client for client in targets if client.behind_since]
+                if behind:
+                    self.registry.hold_back(slot, behind)
 
     def _ignore(self, what: str, channel: bytes, payload: bytes) -> None:
         """Not ours: counted, and logged once per kind of oddity."""

@@ -116,6 +116,12 @@ class Registry(Generic[C]):
                 held += 1
         return held
 
+    def hold_back(self, slot: Slot[C], clients: list[C]) -> None:
+        """``clients``, live on ``slot``, are behind: paused like their other streams."""
+        for client in clients:
+            slot.live.discard(client)
+            slot.paused.add(client)
+
     def resume(self, client: C) -> list[Slot[C]]:
         """Paused streams of ``client`` wait for a fresh snapshot; returns their slots."""
         slots = []

@@ -211,3 +211,26 @@ async def test_demand_is_refreshed_even_when_empty(wired):
     wired.refresh_demand(now=wired.demand_sent_at + control.DEMAND_INTERVAL)
     await _turn()
     assert _sent(wired, "demand")[-1]["streams"] == []
+
+
+async def test_a_client_behind_when_its_snapshot_comes_is_held_back_until_it_drains(feed):
+    """It fell behind (its other streams paused) while this stream's snapshot was on its
+    way: it gets the snapshot, then no updates, then a fresh snapshot once drained."""
+    fine, behind = Sink(), Sink(behind=True)
+    feed.join(fine, TICKER)
+    feed.join(behind, TICKER)
+    slot = feed.registry.by_name[TICKER.name]
+    feed.on_subscribed(slot.channel)
+    _deliver(feed, REPLY, 4, _body("snapshot", 4))
+    assert slot.live == {fine} and slot.paused == {behind}
+    _deliver(feed, UPDATE, 5, _body("update", 5))
+    assert [m[:2] for m in _received(behind)] == [("snapshot", 4)]
+    assert [m[:2] for m in _received(fine)] == [("snapshot", 4), ("update", 5)]
+    behind.behind_since = 0.0  # drained
+    feed.requested.clear()
+    feed.resume(behind)
+    assert slot.pending == {behind} and feed.requested == [TICKER.name]
+    _deliver(feed, REPLY, 5, _body("snapshot", 5))
+    _deliver(feed, UPDATE, 6, _body("update", 6))
+    assert [m[:2] for m in _received(behind)] == [("snapshot", 4), ("snapshot", 5),
+                                                  ("update", 6)]
