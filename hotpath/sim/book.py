@@ -81,14 +81,6 @@ class Book:
             (watch.bids if is_bid else watch.asks).add(price)
         return True
 
-    def top_bids(self, n: int) -> list[int]:
-        """Best ``n`` bid prices, best first."""
-        return self.bids[-n:][::-1] if n else []
-
-    def top_asks(self, n: int) -> list[int]:
-        """Best ``n`` ask prices, best first."""
-        return self.asks[:n]
-
     def trim(self, cap: int) -> None:
         """Keep at most ``cap`` levels per side, dropping the far end."""
         if len(self.bids) > cap:

@@ -62,7 +62,7 @@ def test_book_refuses_to_cross_and_deletes_levels() -> None:
     assert book.set_bid(100, 5) and book.set_ask(101, 7)
     assert not book.set_bid(101, 1) and not book.set_ask(100, 1)
     assert book.set_bid(99, 2) and book.set_ask(103, 4)
-    assert book.top_bids(5) == [100, 99] and book.top_asks(5) == [101, 103]
+    assert book.bids == [99, 100] and book.asks == [101, 103]
     assert book.set_bid(100, 0) and not book.set_bid(100, 0)
     assert book.best_bid() == 99 and book.check() is None
 
@@ -79,8 +79,9 @@ def test_trim_drops_the_far_end() -> None:
 
 
 def _full_view(book: Book, depth: int) -> tuple[dict[int, int], dict[int, int]]:
-    return ({p: book.bid_size[p] for p in book.top_bids(depth)},
-            {p: book.ask_size[p] for p in book.top_asks(depth)})
+    """The top ``depth`` levels per side, worked out from the whole book."""
+    return ({p: book.bid_size[p] for p in book.bids[-depth:]} if depth else {},
+            {p: book.ask_size[p] for p in book.asks[:depth]})
 
 
 def _apply(view: dict[int, int], changes: list[tuple[int, int]]) -> dict[int, int]:
