@@ -56,6 +56,10 @@ class Worker:
         self.slow_paused = 0
         self.rejected = 0
         self.errors = 0
+        # Upgrades answered whose on_ws_connected has not run yet (picows calls it right
+        # after writing the 101): counted in the node's clients from the answer on, so that
+        # another worker taking the next upgrade in between sees them.
+        self.upgrading = 0
         self.connections_total = 0
         self.previous: tuple[float, dict[str, int]] | None = None
         self.rates: dict[str, float] = {}
@@ -155,7 +159,12 @@ class Worker:
         client = Client(self, request.headers.get("X-Forwarded-For", ""), wanted)
         client.authed = grant is not None
         client.auth_expires = grant.expires if grant is not None else math.inf
+        self.upgrading += 1
+        self._count_clients()
         return client
+
+    def _count_clients(self) -> None:
+        self.node.set(self.index, "clients", len(self.registry.clients) + self.upgrading)
 
     def _query_token(self, params: dict[str, list[str]]) -> auth.Granted | auth.Refused | None:
         """The verdict on ``?token=``; None: the client must send an auth op first."""
@@ -173,7 +182,8 @@ class Worker:
         if not client.authed:
             client.auth_expires = time.time() + self.config.gateway.auth_timeout
         self.registry.add_client(client)
-        self.node.set(self.index, "clients", len(self.registry.clients))
+        self.upgrading = max(0, self.upgrading - 1)
+        self._count_clients()
         if limit and from_ip > limit:
             self.rejected += 1
             client.close(1008, f"too many connections from {client.ip} (limit {limit})")
@@ -192,7 +202,7 @@ class Worker:
     def client_disconnected(self, client: Client) -> None:
         self.registry.remove_client(client, time.monotonic())
         self.node.ip_add(self.index, client.ip, -1)
-        self.node.set(self.index, "clients", len(self.registry.clients))
+        self._count_clients()
         self.behind.discard(client)
         client.out = []
 
@@ -216,6 +226,9 @@ class Worker:
         while True:
             await asyncio.sleep(HOUSEKEEPING)
             now = time.monotonic()
+            # route() and on_ws_connected run in one picows callback, never around this
+            # task: an upgrade still counted here was refused by picows after route().
+            self.upgrading = 0
             self.feed.retry_snapshots(now)
             self.feed.drop_idle(now)
             self.feed.refresh_demand(now)

@@ -74,9 +74,9 @@ def _worker(node: Node) -> psutil.Process:
 class Follower:
     """A client that reads everything, checks the order and records the lag."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, checker: SeqChecker | None = None) -> None:
         self.ws = ws
-        self.checker = SeqChecker()
+        self.checker = checker or SeqChecker()
         self.received = 0
         self.max_lag_ms = 0.0
         self.task = asyncio.create_task(self._run())
@@ -189,9 +189,19 @@ async def test_a_reader_that_pauses_then_resumes_gets_fresh_snapshots(
         args = _streams(symbols, "ticker")
         slow = await _connect(node, slow=True)
         await _subscribe(slow, args)
+        # It reads until every stream is live for it (the first snapshot of each), then
+        # stops: each stream is then held back, and owes it a fresh snapshot. (A stream
+        # whose first snapshot came only after the reader drained would rightly have
+        # just that one.)
+        checker = SeqChecker()
+        wanted = {f"hotpath.futures.ticker.{s}" for s in symbols}
+        while not wanted <= checker.snapshots.keys():
+            msg = json.loads(await asyncio.wait_for(slow.recv(), 10))
+            if "stream" in msg:
+                checker.feed(msg)
         await until(lambda: _counter(node, "slow_paused") >= 1, 10, "the reader held back")
         await asyncio.sleep(0.5)  # the market moves on while it is held back
-        reader = Follower(slow)  # now it reads again
+        reader = Follower(slow, checker)  # now it reads again
         await until(lambda: all(reader.checker.snapshots.get(f"hotpath.futures.ticker.{s}", 0)
                                 >= 2 for s in symbols), 30, "a fresh snapshot per stream")
         await until(lambda: reader.checker.updates > 200, 30, "updates after them")
