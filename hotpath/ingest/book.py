@@ -234,36 +234,25 @@ class OrderBook:
 
     def _apply_side(self, side: _Side, updates: list[Level]) -> list[Level]:
         """Apply one side of a delta; return its client levels (see BookChange)."""
-        sizes, keys, price_of, key_of = side.sizes, side.keys, side.price_of, side.key_of
+        sizes = side.sizes
         out = updates
         # While every level changes the book as sent (a new size, an insert, the delete
         # of a held level) Bybit's list is the client's list. At the first level that
         # does not (a delete of a level we never had, a zero spelled "0.000") the rest
-        # goes through the general loop, which builds the client list. The common cases
-        # are written out here rather than called: this loop runs for every level.
+        # goes through the general loop, which builds the client list.
         for level in updates:
             price, size = level
-            if size == "0":
-                if price not in sizes:
+            if size < "1" and is_zero(size):  # "<" first: it rules out most sizes
+                if size != "0" or price not in sizes:
                     out = self._apply_from(side, updates, _position(updates, level))
                     break
-                key = key_of.pop(price)
-                del sizes[price], price_of[key], keys[bisect_left(keys, key)]
+                side.remove(price)
             elif price in sizes:
-                if size < "1" and is_zero(size):  # "<" first: it rules out most sizes
-                    out = self._apply_from(side, updates, _position(updates, level))
-                    break
                 sizes[price] = size
-            elif size < "1" and is_zero(size):
-                out = self._apply_from(side, updates, _position(updates, level))
-                break
             else:
-                key = self._check_new(side, price)
-                insort(keys, key)
-                price_of[key] = price
-                key_of[price] = key
+                side.add(price, self._check_new(side, price))
                 sizes[price] = size
-        if len(keys) > self.depth:
+        if len(side.keys) > self.depth:
             out = self._trim(side, out)
         return out
 
