@@ -5,8 +5,10 @@
  * text frame counts as the subscribe); each gets a subscribe reply and a snapshot, then
  * on every tick (--rate per second) the same pre-framed update frames, --batch of them
  * in one send() per client. A fractional --batch (1.54: hotpath's measured frames per
- * write) alternates whole batches so that their mean is exactly that. Messages are hotpath's client envelope with a real
- * timestamp and a continuous seq, so the load generator checks them like hotpath's.
+ * write) alternates whole batches so that their mean is exactly that. Messages are
+ * hotpath's client envelope with a real timestamp and a continuous seq, so the load
+ * generator checks them like hotpath's. A client with more than MAX_BACKLOG unsent bytes
+ * is closed, as hotpath closes a slow consumer.
  * Nothing is parsed or encoded per client: the frames of a tick are built once.
  *
  * Build: cc -O2 -o floor floor.c
@@ -91,7 +93,7 @@ static void base64(const unsigned char *in, size_t len, char *out) {
 
 /* ---- clients --------------------------------------------------------------------- */
 
-enum { HANDSHAKE, OPEN, LIVE, CLOSING };
+enum { HANDSHAKE, OPEN, LIVE, CLOSING, DEAD };
 
 typedef struct client {
     int fd;
@@ -104,6 +106,9 @@ typedef struct client {
 } client;
 
 static client *live_head = NULL;
+/* Dropped clients, freed once the current epoll batch is handled: a later event of
+ * the same batch may still point at one (e.g. a tick closed it as slow). */
+static client *graveyard = NULL;
 static long long n_live = 0, n_open = 0;
 static unsigned long long sends = 0, frames = 0, bytes_out = 0, partial = 0, closed_slow = 0;
 static unsigned long long ticks = 0, late_ticks = 0, accepted = 0;
@@ -159,20 +164,32 @@ static void unlink_live(client *c) {
 }
 
 static void drop(client *c) {
+    if (c->state == DEAD) return;
     unlink_live(c);
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    free(c->in);
-    free(c->out);
-    free(c);
+    c->state = DEAD;
+    c->next_live = graveyard;
+    graveyard = c;
     n_open--;
 }
 
-static void backlog(client *c, const char *buf, size_t len) {
+static void bury(void) {
+    while (graveyard) {
+        client *c = graveyard;
+        graveyard = c->next_live;
+        free(c->in);
+        free(c->out);
+        free(c);
+    }
+}
+
+/* Keep `len` bytes the kernel did not take. Returns 0 when the client was dropped. */
+static int backlog(client *c, const char *buf, size_t len) {
     if (c->out_len + len > MAX_BACKLOG) {
         closed_slow++;
         drop(c);
-        return;
+        return 0;
     }
     if (c->out_len + len > c->out_cap) {
         c->out_cap = (c->out_len + len) * 2;
@@ -182,16 +199,14 @@ static void backlog(client *c, const char *buf, size_t len) {
     c->out_len += len;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    return 1;
 }
 
 /* One send() of `len` bytes; what the kernel does not take waits in the backlog.
  * Returns 0 when the client was dropped. */
 static int deliver(client *c, const char *buf, size_t len, int nframes) {
     frames += nframes;
-    if (c->out_len) {
-        backlog(c, buf, len);
-        return 1;
-    }
+    if (c->out_len) return backlog(c, buf, len);
     ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     sends++;
     if (n < 0) {
@@ -201,7 +216,7 @@ static int deliver(client *c, const char *buf, size_t len, int nframes) {
     bytes_out += (size_t)n;
     if ((size_t)n < len) {
         partial++;
-        backlog(c, buf + n, len - (size_t)n);
+        return backlog(c, buf + n, len - (size_t)n);
     }
     return 1;
 }
@@ -412,6 +427,7 @@ int main(int argc, char **argv) {
                 }
             } else {
                 client *c = tag;
+                if (c->state == DEAD) continue;
                 if (events[i].events & EPOLLOUT) {
                     flush_backlog(c);
                     continue; /* may have been dropped; EPOLLIN comes again if pending */
@@ -419,10 +435,12 @@ int main(int argc, char **argv) {
                 if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
             }
         }
+        bury();
     }
     printf("{\"accepted\":%llu,\"open\":%lld,\"live\":%lld,\"ticks\":%llu,\"late_ticks\":%llu,"
            "\"sends\":%llu,\"frames\":%llu,\"bytes\":%llu,\"partial_sends\":%llu,"
            "\"closed_slow\":%llu,\"seq\":%llu}\n", accepted, n_open, n_live, ticks, late_ticks,
            sends, frames, bytes_out, partial, closed_slow, seq);
+    free(tickbuf);
     return 0;
 }

@@ -265,13 +265,14 @@ def _baseline_ready(proc: Proc, processes: int) -> bool:
     return text.count("baseline worker listening") >= processes
 
 
-def compile_floor(out_dir: Path) -> Path:
-    """Build bench/floor.c with the system compiler (cc, -O2)."""
+def compile_floor(out_dir: Path, flags: tuple[str, ...] = ()) -> Path:
+    """Build bench/floor.c with the system compiler (cc, -O2, plus ``flags``)."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise StackError("no C compiler found (apt-get install gcc)")
     out = out_dir / "floor"
-    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(BENCH / "floor.c"), "-lm"],
+    result = subprocess.run([cc, "-O2", "-Wall", *flags, "-o", str(out),
+                             str(BENCH / "floor.c"), "-lm"],
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise StackError(f"compiling floor.c failed:\n{result.stderr}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import redis
 
 from bench.loadgen.mixes import Mix
 from bench.loadgen.swarm import Options, Swarm
-from bench.stack import BENCH, Stack, compile_floor, free_port
+from bench.stack import BENCH, Stack, StackError, compile_floor, free_port
 from tests.helpers import Sim
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,66 @@ def test_churn_against_the_floor(floor_binary: Path, tmp_path: Path) -> None:
     assert churn["completed_per_second"] >= 30
     assert churn["failed"] == 0
     assert churn["snapshot_latency_ms"]["count"] > 0
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def _subscriber_that_never_reads(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)  # byte by byte: nothing past the 101 is read
+        assert chunk, "the floor closed the connection during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101")
+    sock.sendall(_masked(1, b'{"op":"subscribe"}'))
+    sock.setblocking(False)
+    return sock
+
+
+def test_the_floor_closes_slow_clients_and_lives_on(tmp_path: Path) -> None:
+    """Clients that keep sending but never read pass the floor's backlog bound (8 MiB)
+    and are closed during a tick, while an event of theirs may be waiting later in the same epoll batch: the
+    floor must not touch a closed client again (it did, and died of a double free in a
+    full S2 run). Built with AddressSanitizer, which turns any such access into a crash."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    try:
+        binary = compile_floor(tmp_path, ("-g", "-fsanitize=address"))
+    except StackError as exc:
+        pytest.skip(f"no AddressSanitizer here: {exc}")
+    clients = 20
+    with Stack(tmp_path) as st:
+        proc, port = st.floor(binary, ["--rate", "100", "--batch", "4",
+                                       "--data", json.dumps("x" * 50_000),
+                                       "--max-seconds", "60"])
+        socks = [_subscriber_that_never_reads(port) for _ in range(clients)]
+        open_ = set(socks)
+        deadline = time.monotonic() + 15
+        while open_ and time.monotonic() < deadline and proc.alive:
+            for sock in list(open_):
+                try:
+                    sock.send(_masked(9, b"p"))
+                except BlockingIOError:
+                    pass
+                except OSError:  # reset: the floor closed it
+                    open_.discard(sock)
+            time.sleep(0.002)  # pacing a sender, not waiting for a result
+        alive = proc.alive
+        code = st.stop(proc)
+        for sock in socks:
+            sock.close()
+    log = proc.log_path.read_text(errors="replace")
+    assert alive and code == 0 and "AddressSanitizer" not in log, log[-3000:]
+    assert not open_, f"{len(open_)} never-reading clients still open after 15 s"
+    counters = json.loads(log.strip().splitlines()[-1])
+    assert counters["closed_slow"] == clients and counters["open"] == 0
 
 
 def test_connect_failures_are_counted(tmp_path: Path) -> None:
