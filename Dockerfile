@@ -2,11 +2,16 @@
 # Run:   docker run -p 8080:8080 -e HOTPATH_REDIS_URL=redis://redis:6379/0 hotpath
 # compose.yaml beside this file runs it with Redis.
 FROM python:3.11-slim AS build
+# A C compiler for the mypyc build of the ingest's state code (setup.py); only in this
+# stage: the image gets the compiled modules, not the compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/hotpath
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY hotpath ./hotpath
-RUN /opt/hotpath/bin/pip install --no-cache-dir .
+RUN HOTPATH_COMPILE=1 /opt/hotpath/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
 # redis-server is only used when HOTPATH_REDIS_URL is unset (embedded, single node).

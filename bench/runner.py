@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import report
 from bench.scenarios import SERVERS, Settings, build, run_scenario
-from bench.stack import BENCH, StackError, compile_floor
+from bench.stack import BENCH, StackError, build_compiled, compile_floor
 
 ALL = ("S1", "S2", "S3", "S4", "S5")
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="smoke: stream kinds (default " + ",".join(d.smoke_kinds) + ")")
     a("--hotpath-args", default=" ".join(d.hotpath_args),
       help="extra flags for hotpath serve, e.g. '--flush-window-ms 5' (default: %(default)s)")
+    a("--compiled", action="store_true",
+      help="run hotpath with the ingest's state code compiled by mypyc (HOTPATH_COMPILE=1), "
+           "built from this checkout into the log directory first (needs mypy and a C "
+           "compiler)")
     a("--out", default=str(BENCH / "results"), help="results directory (default bench/results)")
     a("--logs", default="", help="keep process logs here (default: a temporary directory)")
     return p
@@ -110,12 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"bench/run: {exc}", file=sys.stderr)
         return 2
-    if any("floor" in sc.servers for sc in scenarios):
-        try:
+    try:
+        if any("floor" in sc.servers for sc in scenarios):
             s = replace(s, floor_binary=compile_floor(log_dir))
-        except StackError as exc:
-            print(f"bench/run: {exc}", file=sys.stderr)
-            return 1
+        if ns.compiled:
+            say("compiling hotpath's state code with mypyc")
+            s = replace(s, hotpath_home=build_compiled(log_dir))
+    except StackError as exc:
+        print(f"bench/run: {exc}", file=sys.stderr)
+        return 1
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d-%H%M%S")

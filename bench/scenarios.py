@@ -59,6 +59,7 @@ class Settings:
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
     hotpath_args: tuple[str, ...] = ()
     floor_binary: Path | None = None
+    hotpath_home: Path | None = None  # run hotpath from this tree (bench/run --compiled)
     log_dir: Path = Path("/tmp")
 
 
@@ -223,7 +224,7 @@ class _Context:
 
     def _hotpath(self, phase: Phase, n: int, done: list[Phase]) -> None:
         s, sc = self.s, self.sc
-        with Stack(self.log_dir) as st:
+        with Stack(self.log_dir, self.s.hotpath_home) as st:
             max_clients = sc.clients + 2000
             proc, port = st.hotpath(self.redis_url, self.sim_port, NAMESPACE, s.workers,
                                     ["--max-clients", str(max_clients), *self._eager(),
@@ -246,7 +247,7 @@ class _Context:
 
     def _baseline(self, phase: Phase, n: int, done: list[Phase]) -> None:
         s = self.s
-        with Stack(self.log_dir) as st:
+        with Stack(self.log_dir, self.s.hotpath_home) as st:
             ingest = st.start("ingest", [
                 sys.executable, "-m", "hotpath", "ingest", "--redis-url", self.redis_url,
                 "--redis-namespace", NAMESPACE,
@@ -271,7 +272,7 @@ class _Context:
         rate, batch, stream, data = floor_shape(hp, self.sc)
         phase.extra.update(rate=rate, batch=batch)
         budget = self.sc.clients / self.s.ramp + self.sc.duration + self.s.warmup + 120
-        with Stack(self.log_dir) as st:
+        with Stack(self.log_dir, self.s.hotpath_home) as st:
             args = ["--rate", f"{rate:g}", "--batch", f"{batch:g}", "--max-seconds", f"{budget:.0f}",
                     "--stream", stream, "--arg", "ticker:BTCUSDT", "--data", data]
             proc, port = st.floor(self.s.floor_binary, args)

@@ -71,13 +71,14 @@ class Proc:
     """A child process with its log file."""
 
     def __init__(self, name: str, args: list[str], log_dir: Path,
-                 env: dict[str, str] | None = None, stdout_pipe: bool = False) -> None:
+                 env: dict[str, str] | None = None, stdout_pipe: bool = False,
+                 cwd: Path = ROOT) -> None:
         self.name = name
         self.args = args
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # this run only: restarts are read from it
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, stdin=subprocess.DEVNULL,
+            args, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
             env=env, preexec_fn=die_with_parent)
         self.pid = self.popen.pid
@@ -142,8 +143,11 @@ class Proc:
 class Stack:
     """The processes of one benchmark phase; a context manager that stops them all."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, hotpath_home: Path | None = None) -> None:
+        """``hotpath_home``: run ``python -m hotpath`` from this source tree (e.g. one
+        made by :func:`build_compiled`) instead of this checkout."""
         self.log_dir = log_dir
+        self.hotpath_home = hotpath_home or ROOT
         self.procs: list[Proc] = []
         self.tmp = Path(tempfile.mkdtemp(prefix="hotpath-bench-"))
 
@@ -155,6 +159,8 @@ class Stack:
 
     def start(self, name: str, args: list[str], **kw: Any) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
+        if args[1:3] == ["-m", "hotpath"]:  # the working directory comes first on sys.path
+            kw.setdefault("cwd", self.hotpath_home)
         proc = Proc(name, args, self.log_dir, env=env, **kw)
         self.procs.append(proc)
         return proc
@@ -277,3 +283,27 @@ def compile_floor(out_dir: Path, flags: tuple[str, ...] = ()) -> Path:
     if result.returncode != 0:
         raise StackError(f"compiling floor.c failed:\n{result.stderr}")
     return out
+
+
+def build_compiled(out_dir: Path) -> Path:
+    """A copy of this checkout's ``hotpath`` package with the modules listed in
+    hotpath/compiled.py compiled by mypyc, built in place; returns the tree's root, to
+    run ``python -m hotpath`` from. Needs mypy (the dev extra) and a C compiler."""
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        raise StackError("mypy is not installed (pip install -e '.[dev]')") from None
+    home = out_dir / "hotpath-compiled"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copytree(ROOT / "hotpath", home / "hotpath",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, home / name)
+    env = {**os.environ, "HOTPATH_COMPILE": "1"}
+    result = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                            cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise StackError(f"compiling hotpath with mypyc failed:\n{result.stdout[-3000:]}"
+                         f"{result.stderr[-3000:]}")
+    return home

@@ -14,6 +14,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 import msgspec
 
+from hotpath import compiled
+
 BYBIT_MAINNET_WS = "wss://stream.bybit.com/v5/public/linear"
 BYBIT_MAINNET_REST = "https://api.bybit.com"
 BYBIT_TESTNET_WS = "wss://stream-testnet.bybit.com/v5/public/linear"
@@ -274,7 +276,8 @@ def load(args: argparse.Namespace | None = None,
          environ: Mapping[str, str] | None = None) -> Config:
     """Build the Config: CLI flag > HOTPATH_* > default. Raises ConfigError."""
     environ = os.environ if environ is None else environ
-    unknown = sorted(k for k in environ if k.startswith("HOTPATH_") and k not in _BY_ENV)
+    unknown = sorted(k for k in environ if k.startswith("HOTPATH_") and k not in _BY_ENV
+                     and k != compiled.ENV)  # a build setting (setup.py), harmless here
     if unknown:
         known = ", ".join(sorted(_BY_ENV))
         raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)}; known: {known}")

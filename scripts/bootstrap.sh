@@ -67,6 +67,19 @@ node_has_websocket() {
     node $(node_websocket_flag) -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null
 }
 
+# A C compiler and the venv Python's headers: the floor (bench/floor.c) and the mypyc
+# build of the state code (tests/integration/test_compiled.py) are compiled in the tests.
+ensure_c_build() {
+  command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 ||
+    apt_install gcc libc6-dev </dev/null || say "no C compiler and apt-get failed: install gcc"
+  local include ver
+  include="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  [ -f "$include/Python.h" ] && return 0
+  ver="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  apt_install "python$ver-dev" </dev/null || say "Python.h is missing: install python$ver-dev"
+  return 0
+}
+
 find_python() {
   for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
     [ -n "$py" ] || continue

@@ -103,8 +103,9 @@ def _zeros(sizes: dict[str, str]) -> list[str]:
     return [price for price, size in sizes.items() if is_zero(size)]
 
 
-def _position(levels: list[Level], level: Level) -> int:
-    """Index of this very object (equal levels may occur earlier in the list)."""
+def _position(levels: list[Any], level: object) -> int:
+    """Index of this very object: equal levels may occur earlier in the list. (Any, not
+    Level: compiled, a tuple-typed item would be an unboxed copy.)"""
     return next(i for i, item in enumerate(levels) if item is level)
 
 
@@ -232,8 +233,12 @@ class OrderBook:
         if len(side.keys) > self.depth:
             self._trim(side, [])
 
-    def _apply_side(self, side: _Side, updates: list[Level]) -> list[Level]:
-        """Apply one side of a delta; return its client levels (see BookChange)."""
+    def _apply_side(self, side: _Side, updates: list[Any]) -> list[Level]:
+        """Apply one side of a delta; return its client levels (see BookChange).
+
+        ``updates`` holds Levels, typed Any so that a compiled build (hotpath/compiled.py)
+        iterates the list's own objects rather than unboxed copies: _position compares
+        identity."""
         sizes = side.sizes
         out = updates
         # While every level changes the book as sent (a new size, an insert, the delete

@@ -12,7 +12,7 @@ from collections import Counter
 
 import msgspec
 
-from hotpath import logs
+from hotpath import compiled, logs
 from hotpath.runtime import run_until_signalled
 from hotpath.bus import control
 from hotpath.bus.channels import REPLY, SNAPSHOT, STATUS, UPDATE, Channels, StreamCommands, pack
@@ -96,8 +96,12 @@ class Ingest:
         self._reconcile_scheduled = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("starting: upstream %s (REST %s), Redis %s", self.config.ws_url,
-                 self.config.rest_url, self.publisher.address)
+        log.info("starting: upstream %s (REST %s), Redis %s; state code %s", self.config.ws_url,
+                 self.config.rest_url, self.publisher.address, compiled.summary())
+        if "stale" in compiled.status().values():
+            log.warning("a compiled module is older than its source: rebuild it "
+                        "(HOTPATH_COMPILE=1 pip install .) or delete its .so: %s",
+                        compiled.status())
         await self.publisher.start()
         self.control.subscribe([self.channels.control, self.channels.status])
         await self.control.start()

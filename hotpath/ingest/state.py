@@ -116,18 +116,16 @@ class _TapeState(TopicState):
 
 
 class TradeState(_TapeState):
-    decoder = bybit_topics.trades_decoder
-
     def __init__(self, stream: Stream) -> None:
         super().__init__(stream)
+        self.decoder = bybit_topics.trades_decoder
         self.tape = TradeTape(stream.symbol)
 
 
 class LiquidationState(_TapeState):
-    decoder = bybit_topics.liquidations_decoder
-
     def __init__(self, stream: Stream) -> None:
         super().__init__(stream)
+        self.decoder = bybit_topics.liquidations_decoder
         self.tape = LiquidationTape(stream.symbol)
 
 

@@ -88,10 +88,10 @@ class TickerBook:
                 return None
             self.states[data.symbol] = state
             return state
-        state = self.states.get(data.symbol)
-        if state is None:
+        held = self.states.get(data.symbol)
+        if held is None:
             raise BadTicker(f"delta for {data.symbol} before its snapshot")
-        return self._merge(state, data)
+        return self._merge(held, data)
 
     def _merge(self, state: dict[str, Any], data: TickerData) -> dict[str, Any] | None:
         fresh: dict[str, Any] = {}

@@ -45,6 +45,12 @@ def test_unknown_variable_is_an_error():
         cfg.load(_args(), environ={"HOTPATH_PORTT": "1"})
 
 
+def test_the_build_setting_left_in_the_environment_is_not_an_error():
+    # HOTPATH_COMPILE=1 pip install . && hotpath serve, in one shell
+    config = cfg.load(_args(), environ={"HOTPATH_COMPILE": "1", "HOTPATH_PORT": "9001"})
+    assert config.gateway.port == 9001
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (("--port", "http"), "--port"),
     (("--port", "70000"), "--port"),
