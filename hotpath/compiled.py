@@ -2,8 +2,8 @@
 
 ``HOTPATH_COMPILE=1 pip install .`` (a C compiler needed) builds the modules below as
 extension modules; a plain install runs them as Python. Both behave the same, and the
-tests run the state tests against both. Compiled, the ingest spends about a fifth fewer
-instructions per upstream message (bench/README.md).
+tests run the state tests against both. Compiled, the ingest spends a sixth fewer
+instructions per upstream message (README.md, Benchmarks, S4).
 
 This file is read by the build (setup.py) before hotpath is installed: standard library
 imports only.
