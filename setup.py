@@ -7,6 +7,7 @@ first run of this file, without mypy, only declares it as a build requirement.
 """
 
 import runpy
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -19,7 +20,11 @@ if compiled["requested"]():
     try:
         from mypyc.build import mypycify
     except ImportError:
-        pass  # pip is asking for the build requirements; it calls again with mypy present
+        # pip first asks for the build requirements (egg_info) and then calls again with
+        # mypy installed; a build without it (--no-build-isolation) cannot compile.
+        if any(cmd in sys.argv for cmd in ("bdist_wheel", "build_ext", "editable_wheel")):
+            sys.exit("HOTPATH_COMPILE=1 needs mypy in the build environment: pip install "
+                     "mypy, or build without --no-build-isolation")
     else:
         ext_modules = mypycify(compiled["sources"](), opt_level="3")
 
