@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
+from collections.abc import Mapping
 
 # Pure, typed, per-message code: no msgspec Struct definitions (mypyc cannot compile
 # those), no asyncio.
@@ -28,7 +29,7 @@ MODULES = (
 ENV = "HOTPATH_COMPILE"
 
 
-def requested(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def requested(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the build was asked to compile (HOTPATH_COMPILE=1/true/yes)."""
     return environ.get(ENV, "").strip().lower() in ("1", "true", "yes")
 
@@ -53,9 +54,9 @@ def status() -> dict[str, str]:
     return out
 
 
-def summary() -> str:
-    """One line for the logs: "compiled", "interpreted", or the mix."""
-    states = status()
+def summary(states: dict[str, str] | None = None) -> str:
+    """One word for the logs, "compiled" or "interpreted", or each module's state."""
+    states = status() if states is None else states
     kinds = set(states.values())
     if len(kinds) == 1:
         return kinds.pop()

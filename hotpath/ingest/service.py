@@ -96,12 +96,12 @@ class Ingest:
         self._reconcile_scheduled = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        build = compiled.status()
         log.info("starting: upstream %s (REST %s), Redis %s; state code %s", self.config.ws_url,
-                 self.config.rest_url, self.publisher.address, compiled.summary())
-        if "stale" in compiled.status().values():
+                 self.config.rest_url, self.publisher.address, compiled.summary(build))
+        if "stale" in build.values():
             log.warning("a compiled module is older than its source: rebuild it "
-                        "(HOTPATH_COMPILE=1 pip install .) or delete its .so: %s",
-                        compiled.status())
+                        "(HOTPATH_COMPILE=1 pip install .) or delete its .so: %s", build)
         await self.publisher.start()
         self.control.subscribe([self.channels.control, self.channels.status])
         await self.control.start()

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,18 @@ def test_the_smoke_benchmark_runs_on_the_compiled_build(tmp_path: Path) -> None:
     assert "bench: 1 passed, 0 failed" in result.stdout
     ingest_log = next((tmp_path / "logs").rglob("hotpath.log")).read_text()
     assert "state code compiled" in ingest_log
+
+
+def test_a_source_edited_after_the_build_marks_its_module_stale(home: Path) -> None:
+    source = home / "hotpath" / "ingest" / "book.py"
+    before = source.stat()
+    os.utime(source, (before.st_atime, time.time() + 60))
+    try:
+        code = "import json; from hotpath import compiled; print(json.dumps(compiled.status()))"
+        result = _run(home, ["-c", code], 60)
+    finally:
+        os.utime(source, (before.st_atime, before.st_mtime))
+    assert result.returncode == 0, result.stderr
+    states = json.loads(result.stdout)
+    assert states.pop("hotpath.ingest.book") == "stale"
+    assert set(states.values()) == {"compiled"}
