@@ -19,7 +19,13 @@ from typing import Any, Callable, Iterator
 import psutil
 import websockets
 
+import hotpath
+
 ROOT = Path(__file__).resolve().parent.parent
+# Where hotpath processes start from: the tree this process imports hotpath from. That
+# is the checkout, except when tests/integration/test_compiled.py runs tests against a
+# compiled copy (PYTHONPATH), whose processes must then run the compiled modules too.
+HOME = Path(hotpath.__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -90,7 +96,7 @@ class Sim:
     @contextmanager
     def start(cls, args: list[str]) -> Iterator[Sim]:
         proc = subprocess.Popen([sys.executable, "-m", "hotpath", "sim", "--port", "0", *args],
-                                stdout=subprocess.PIPE, cwd=ROOT)
+                                stdout=subprocess.PIPE, cwd=HOME)
         try:
             line = _read_ready_line(proc, b"SIM_READY port=", 30)
             yield cls(proc, int(line.split(b"=")[1]))
@@ -138,7 +144,7 @@ class Node:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
         full_env.update(env or {})
         log = open(log_path, "wb")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=HOME,
                                 env=full_env)
         node = cls(proc, port, log_path)
         try:

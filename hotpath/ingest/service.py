@@ -97,8 +97,9 @@ class Ingest:
 
     async def run(self, stop: asyncio.Event) -> None:
         build = compiled.status()
-        log.info("starting: upstream %s (REST %s), Redis %s; state code %s", self.config.ws_url,
-                 self.config.rest_url, self.publisher.address, compiled.summary(build))
+        log.info("starting: upstream %s (REST %s), Redis %s; per-message code %s",
+                 self.config.ws_url, self.config.rest_url, self.publisher.address,
+                 compiled.summary(build))
         if "stale" in build.values():
             log.warning("a compiled module is older than its source: rebuild it "
                         "(HOTPATH_COMPILE=1 pip install .) or delete its .so: %s", build)

@@ -1,9 +1,11 @@
-"""The mypyc build (HOTPATH_COMPILE=1) behaves like the plain one: the state tests pass
-against it, and the whole stack runs on it.
+"""The mypyc build (HOTPATH_COMPILE=1) behaves like the plain one: the state tests and
+the ingest's integration tests pass against it, and the whole stack runs on it.
 
 The build is a copy of this checkout compiled in place (bench.stack.build_compiled);
 every check runs in a child process started from that copy, with ``-P`` so that this
-checkout's interpreted sources cannot shadow the compiled modules.
+checkout's interpreted sources cannot shadow the compiled modules. The integration
+tests' helpers start hotpath from the tree they import it from (tests/helpers.py,
+HOME), so their nodes run the compiled modules too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ pytestmark = pytest.mark.integration
 STATE_TESTS = ["tests/unit/test_book.py", "tests/unit/test_book_properties.py",
                "tests/unit/test_ticker.py", "tests/unit/test_events.py",
                "tests/unit/test_ingest_state.py", "tests/unit/test_bus.py"]
+# Everything that drives the compiled frame handling and Redis publisher (the gateway
+# publishes its demand through the same Publisher) over real sockets, faults included.
+INTEGRATION_TESTS = ["tests/integration/test_ingest_streams.py",
+                     "tests/integration/test_faults.py",
+                     "tests/integration/test_reliability_faults.py",
+                     "tests/integration/test_publisher.py",
+                     "tests/integration/test_gateway_bus.py",
+                     "tests/integration/test_gateway_recovery.py",
+                     "tests/integration/test_end_to_end.py"]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +47,17 @@ def _run(home: Path, args: list[str], timeout: float) -> subprocess.CompletedPro
     env = {**os.environ, "PYTHONPATH": str(home)}
     return subprocess.run([sys.executable, "-P", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _pytest(home: Path, tests: list[str], timeout: float, *options: str) -> int:
+    """Run ``tests`` from the compiled copy; fails on any failure, returns the passed."""
+    # --import-mode=append: pytest must not put the checkout before the compiled copy
+    result = _run(home, ["-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         "--import-mode=append", *options, *tests], timeout)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "failed" not in summary and "error" not in summary, summary
+    return int(summary.split(" passed")[0].split()[-1])
 
 
 def _status(home: Path) -> dict[str, str]:
@@ -53,12 +75,19 @@ def test_every_listed_module_is_compiled(home: Path) -> None:
 
 
 def test_the_state_tests_pass_against_the_compiled_modules(home: Path) -> None:
-    # --import-mode=append: pytest must not put the checkout before the compiled copy
-    result = _run(home, ["-m", "pytest", "-q", "-p", "no:cacheprovider",
-                         "--import-mode=append", *STATE_TESTS], 300)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "failed" not in summary and int(summary.split(" passed")[0].split()[-1]) >= 100
+    assert _pytest(home, STATE_TESTS, 300) >= 100
+
+
+@pytest.mark.timeout(1000)
+def test_the_ingest_integration_tests_pass_against_the_compiled_modules(
+        home: Path, tmp_path: Path) -> None:
+    assert _pytest(home, INTEGRATION_TESTS, 900, f"--basetemp={tmp_path / 'runs'}") >= 30
+    # and their nodes ran compiled: each logs its build at the ingest's start
+    starts = [line for log in (tmp_path / "runs").rglob("*.log")
+              for line in log.read_text(errors="replace").splitlines()
+              if "per-message code" in line]
+    assert len(starts) >= 10, starts
+    assert all(line.endswith("per-message code compiled") for line in starts), starts
 
 
 def test_the_smoke_benchmark_runs_on_the_compiled_build(tmp_path: Path) -> None:
@@ -71,7 +100,7 @@ def test_the_smoke_benchmark_runs_on_the_compiled_build(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "bench: 1 passed, 0 failed" in result.stdout
     ingest_log = next((tmp_path / "logs").rglob("hotpath.log")).read_text()
-    assert "state code compiled" in ingest_log
+    assert "per-message code compiled" in ingest_log
 
 
 def test_a_source_edited_after_the_build_marks_its_module_stale(home: Path) -> None:
