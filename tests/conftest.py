@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from hotpath.embedded import die_with_parent
 from tests.figures import Figures
 from tests.helpers import Node, Sim, free_port, redis_pong, wait_for
 
@@ -29,7 +30,8 @@ def redis_url() -> Iterator[str]:
     workdir = tempfile.mkdtemp(prefix="hotpath-test-redis-")
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", workdir,
-                             "--loglevel", "warning"], stdout=subprocess.DEVNULL)
+                             "--loglevel", "warning"], stdout=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
     wait_for(lambda: redis_pong(port), 10, "redis-server to answer PING")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()

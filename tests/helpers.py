@@ -20,6 +20,7 @@ import psutil
 import websockets
 
 import hotpath
+from hotpath.embedded import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where hotpath processes start from: the tree this process imports hotpath from. That
@@ -96,7 +97,8 @@ class Sim:
     @contextmanager
     def start(cls, args: list[str]) -> Iterator[Sim]:
         proc = subprocess.Popen([sys.executable, "-m", "hotpath", "sim", "--port", "0", *args],
-                                stdout=subprocess.PIPE, cwd=HOME)
+                                stdout=subprocess.PIPE, cwd=HOME,
+                                preexec_fn=die_with_parent)
         try:
             line = _read_ready_line(proc, b"SIM_READY port=", 30)
             yield cls(proc, int(line.split(b"=")[1]))
@@ -145,7 +147,7 @@ class Node:
         full_env.update(env or {})
         log = open(log_path, "wb")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=HOME,
-                                env=full_env)
+                                env=full_env, preexec_fn=die_with_parent)
         node = cls(proc, port, log_path)
         try:
             if wait_healthy:
@@ -308,7 +310,7 @@ class RedisServer:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning",
              *self.args],
-            stdout=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
         wait_for(lambda: redis_pong(self.port), 10, "redis-server to answer PING")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -83,11 +83,17 @@ def _ingest_total(node: Node, field: str) -> int:
     return sum(c[field] for c in (stats.get("ingest") or {}).get("connections", []))
 
 
-async def _subscribe(client: Client, names: list[str]) -> dict[str, Stream]:
+async def _subscribe(client: Client, names: list[str],
+                     following: dict[str, Stream] | None = None) -> dict[str, Stream]:
+    """Subscribe; returns the new streams' checkers. ``following``: the checkers of the
+    streams already flowing to this client, which see what arrives before the reply."""
+    checks = {**(following or {}), **{name: Stream() for name in names}}
     await client.send({"op": "subscribe", "args": names})
-    reply = await client.recv_until(lambda m: m.get("op") == "subscribe")
-    assert reply["args"] == names, reply
-    return {name: Stream() for name in names}
+    while (msg := await client.recv(timeout=10)).get("op") != "subscribe":
+        if "stream" in msg:
+            checks[_key(msg)].feed(msg)
+    assert msg["args"] == names, msg
+    return {name: checks[name] for name in names}
 
 
 def _key(msg: dict[str, Any]) -> str:
@@ -233,8 +239,7 @@ async def test_refused_then_rejected_connections_recover(fnode, fault_sim):
         await _pump(client, checks, lambda: check.snapshots >= 2, timeout=30)
         assert "cannot connect" in fnode.log()
         fault_sim.control("fault?kind=reject&seconds=2")
-        more = await _subscribe(client, ["trade:DOGEUSDT"])
-        checks.update(more)
+        checks.update(await _subscribe(client, ["trade:DOGEUSDT"], checks))
         wait_for(lambda: "Bybit rejected publicTrade.DOGEUSDT" in fnode.log(), 10,
                  "the rejection to be logged")
         wait_for(lambda: not fault_sim.control("stats")["faults"].get("reject"), 10,
