@@ -213,6 +213,7 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                  f"`{' '.join(sc['sim_args'])}`; mix `{json.dumps(sc['mix'])}`"
                  + (f"; churn {sc['churn_rate']:g}/s" if sc.get("churn_rate") else "")
                  + (f"; ingest `--eager {','.join(sc['eager'])}`" if sc.get("eager") else "") + ".")
+    lines += [f"Note: {n}." for n in sc.get("notes", [])]
     lines.append("")
     if rat:
         lines.append("**Ratios** (same run, same machine): " + "; ".join(

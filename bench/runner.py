@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="smoke: stream kinds (default " + ",".join(d.smoke_kinds) + ")")
     a("--hotpath-args", default=" ".join(d.hotpath_args),
       help="extra flags for hotpath serve, e.g. '--flush-window-ms 5' (default: %(default)s)")
+    a("--s4-pin", action="store_true",
+      help="S4: give the hotpath node the last CPU to itself; the simulator, Redis and the "
+           "probes run on the others")
     a("--compiled", action="store_true",
       help="run hotpath with the ingest's state code compiled by mypyc (HOTPATH_COMPILE=1), "
            "built from this checkout into the log directory first (needs mypy and a C "
@@ -93,7 +96,7 @@ def settings(ns: argparse.Namespace, log_dir: Path) -> Settings:
                     s1_interval_ms=ns.s1_interval_ms, s2_symbols=ns.s2_symbols,
                     s2_per_client=ns.s2_per_client, s2_kinds=tuple(ns.s2_kinds),
                     s2_sim=tuple(shlex.split(ns.s2_sim)), s3_rate=ns.s3_rate,
-                    s3_held=ns.s3_held, s4_symbols=ns.s4_symbols,
+                    s3_held=ns.s3_held, s4_symbols=ns.s4_symbols, s4_pin=ns.s4_pin,
                     s4_eager=tuple(ns.s4_eager), s5_duration=ns.s5_duration,
                     smoke_clients=ns.smoke_clients, smoke_kinds=tuple(ns.smoke_kinds),
                     hotpath_args=tuple(shlex.split(ns.hotpath_args)), log_dir=log_dir)
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary_text(sc: dict[str, Any]) -> str:
     rows = [report.summary(p) for p in sc["phases"]]
-    lines = [f"{sc['scenario']}: {sc['title']}"]
+    lines = [f"{sc['scenario']}: {sc['title']}", *(f"  ({n})" for n in sc.get("notes", []))]
     for r in rows:
         if r.get("missing"):
             lines.append(f"  {r['server']:<9} did not run: {'; '.join(r['problems'])}")

@@ -54,6 +54,9 @@ class Settings:
     s3_held: int = 0
     s4_symbols: int = 550
     s4_eager: tuple[str, ...] = ("trade", "orderbook:50")
+    # S4: give the hotpath node a core of its own (the issue's "on one core"): the node
+    # on the last CPU, the simulator, Redis, the probes and this runner on the others.
+    s4_pin: bool = False
     s5_duration: float = 15.0
     smoke_clients: int = 500
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
@@ -139,13 +142,37 @@ def _eager(kinds: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 def run_scenario(sc: Scenario, s: Settings, say: Callable[[str], None]) -> dict[str, Any]:
     started = time.time()
-    phases: list[Phase] = []
     log_dir = s.log_dir / sc.key
     log_dir.mkdir(parents=True, exist_ok=True)
+    node_cpus, others = _cpu_split() if sc.key == "S4" and s.s4_pin else (None, None)
+    affinity = os.sched_getaffinity(0)
+    if others:  # before anything starts: every process this runner starts inherits it
+        os.sched_setaffinity(0, others)
+        sc.notes.append(f"pinned: the hotpath node on CPUs {sorted(node_cpus or ())}, "
+                        f"everything else on {sorted(others)}")
+        say(sc.notes[-1])
+    try:
+        return _run_phases(sc, s, say, log_dir, started, node_cpus)
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
+def _cpu_split() -> tuple[set[int], set[int]]:
+    """(the node's CPUs, everyone else's): the last usable CPU against the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise StackError("pinning needs at least two CPUs")
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _run_phases(sc: Scenario, s: Settings, say: Callable[[str], None], log_dir: Path,
+                started: float, node_cpus: set[int] | None) -> dict[str, Any]:
+    phases: list[Phase] = []
     with Stack(log_dir) as base:
         redis_proc, redis_url = base.redis()
         sim_proc, sim_port = base.sim(sc.sim_args)
-        ctx = _Context(sc, s, base, redis_proc, redis_url, sim_proc, sim_port, log_dir, say)
+        ctx = _Context(sc, s, base, redis_proc, redis_url, sim_proc, sim_port, log_dir, say,
+                       node_cpus)
         for n, server in enumerate(sc.servers):
             say(f"{sc.key}: {server} ({sc.clients:,} clients, {sc.duration:g} s window)")
             phase = Phase(server)
@@ -179,6 +206,7 @@ class _Context:
     sim_port: int
     log_dir: Path
     say: Callable[[str], None]
+    node_cpus: set[int] | None = None  # the hotpath node's CPUs, when pinned
 
     def options(self, url: str, n: int, **kw: Any) -> Options:
         sc, s = self.sc, self.s
@@ -228,7 +256,7 @@ class _Context:
             max_clients = sc.clients + 2000
             proc, port = st.hotpath(self.redis_url, self.sim_port, NAMESPACE, s.workers,
                                     ["--max-clients", str(max_clients), *self._eager(),
-                                     *s.hotpath_args])
+                                     *s.hotpath_args], cpus=self.node_cpus)
             opts = self.options(f"ws://127.0.0.1:{port}/ws", n,
                                 hotpath_url=f"http://127.0.0.1:{port}",
                                 measure={"redis": [self.redis_proc.pid],

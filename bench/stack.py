@@ -72,15 +72,21 @@ class Proc:
 
     def __init__(self, name: str, args: list[str], log_dir: Path,
                  env: dict[str, str] | None = None, stdout_pipe: bool = False,
-                 cwd: Path = ROOT) -> None:
+                 cwd: Path = ROOT, cpus: set[int] | None = None) -> None:
         self.name = name
         self.args = args
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # this run only: restarts are read from it
+
+        def before_exec() -> None:
+            die_with_parent()
+            if cpus:  # set before exec: every thread and child process inherits it
+                os.sched_setaffinity(0, cpus)
+
         self.popen = subprocess.Popen(
             args, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
-            env=env, preexec_fn=die_with_parent)
+            env=env, preexec_fn=before_exec)
         self.pid = self.popen.pid
         self.crashed = False  # set by stop() when it exited before we asked it to
 
@@ -202,14 +208,16 @@ class Stack:
         return proc, int(line.split(b"=", 1)[1])
 
     def hotpath(self, redis_url: str, sim_port: int, namespace: str, workers: int,
-                extra: list[str] | None = None, timeout: float = 60) -> tuple[Proc, int]:
+                extra: list[str] | None = None, timeout: float = 60,
+                cpus: set[int] | None = None) -> tuple[Proc, int]:
+        """``cpus``: the CPUs the whole node (supervisor, ingest, workers) may run on."""
         port = free_port()
         proc = self.start("hotpath", [
             sys.executable, "-m", "hotpath", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers), "--redis-url", redis_url, "--redis-namespace", namespace,
             "--bybit-ws-url", f"ws://127.0.0.1:{sim_port}/v5/public/linear",
             "--bybit-rest-url", f"http://127.0.0.1:{sim_port}", "--shutdown-window", "2",
-            *(extra or [])])
+            *(extra or [])], cpus=cpus)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_json(url + "/health", 1)[0] == 200, timeout,
                    "hotpath /health to answer 200", proc)
