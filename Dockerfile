@@ -2,7 +2,7 @@
 # Run:   docker run -p 8080:8080 -e HOTPATH_REDIS_URL=redis://redis:6379/0 hotpath
 # compose.yaml beside this file runs it with Redis.
 FROM python:3.11-slim AS build
-# A C compiler for the mypyc build of the ingest's state code (setup.py); only in this
+# A C compiler for the mypyc build of the ingest's per-message code (setup.py); only in this
 # stage: the image gets the compiled modules, not the compiler.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \

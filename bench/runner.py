@@ -79,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="S4: give the hotpath node the last CPU to itself; the simulator, Redis and the "
            "probes run on the others")
     a("--compiled", action="store_true",
-      help="run hotpath with the ingest's state code compiled by mypyc (HOTPATH_COMPILE=1), "
-           "built from this checkout into the log directory first (needs mypy and a C "
-           "compiler)")
+      help="run hotpath with the ingest's per-message code compiled by mypyc "
+           "(HOTPATH_COMPILE=1), built from this checkout into the log directory first "
+           "(needs mypy and a C compiler)")
     a("--out", default=str(BENCH / "results"), help="results directory (default bench/results)")
     a("--logs", default="", help="keep process logs here (default: a temporary directory)")
     return p
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if any("floor" in sc.servers for sc in scenarios):
             s = replace(s, floor_binary=compile_floor(log_dir))
         if ns.compiled:
-            say("compiling hotpath's state code with mypyc")
+            say("compiling hotpath's per-message code with mypyc")
             s = replace(s, hotpath_home=build_compiled(log_dir))
     except StackError as exc:
         print(f"bench/run: {exc}", file=sys.stderr)
