@@ -82,7 +82,7 @@ async def _record(port: int, symbols: int, seconds: float) -> list[str]:
 
 
 def record(out: Path, seconds: float, symbols: int) -> int:
-    with Stack(Path(tempfile.mkdtemp(prefix="hotpath-replay-"))) as stack:
+    with tempfile.TemporaryDirectory(prefix="hotpath-replay-") as logs, Stack(Path(logs)) as stack:
         _, port = stack.sim(["--symbols", str(symbols)])
         frames = asyncio.run(_record(port, symbols, seconds))
     out.write_text("".join(frame.replace("\n", "") + "\n" for frame in frames))
