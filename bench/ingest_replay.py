@@ -31,13 +31,13 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from bench.scenarios import symbols as universe
 from bench.stack import Stack
 from hotpath.config import load
 from hotpath.ingest.conn import BybitConnection, ConnectLimiter
 from hotpath.ingest.service import Ingest, Route
-from hotpath.protocol import streams
+from hotpath.protocol import bybit, streams
 
-_CLIENT_NAME = {"tickers": "ticker:{}", "publicTrade": "trade:{}", "orderbook": "orderbook:50:{}"}
 _TOPICS_PER_CONNECTION = 200
 
 
@@ -49,20 +49,16 @@ class _Topic(msgspec.Struct):
 
 async def _record(port: int, symbols: int, seconds: float) -> list[str]:
     base = f"127.0.0.1:{port}"
+    topics = [f"{kind}.{s}" for s in universe(symbols)
+              for kind in ("tickers", "publicTrade", "orderbook.50")]
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{base}/v5/market/instruments-info"
-                               "?category=linear&limit=1000") as reply:
-            body = await reply.json()
-        names = [item["symbol"] for item in body["result"]["list"]][:symbols]
-        topics = [f"{kind}.{s}" for s in names for kind in ("tickers", "publicTrade",
-                                                             "orderbook.50")]
         frames: list[str] = []
         sockets = []
         for first in range(0, len(topics), _TOPICS_PER_CONNECTION):
             ws = await session.ws_connect(f"ws://{base}/v5/public/linear", max_msg_size=0)
             chunk = topics[first:first + _TOPICS_PER_CONNECTION]
             for i in range(0, len(chunk), 10):
-                await ws.send_str(json.dumps({"op": "subscribe", "args": chunk[i:i + 10]}))
+                await ws.send_str(bybit.op_request("subscribe", chunk[i:i + 10]).decode())
             sockets.append(ws)
         end = time.monotonic() + seconds
 
@@ -121,8 +117,9 @@ def _replayer(frames: list[bytes]) -> tuple[Any, Ingest]:
     ingest.symbols = sorted({topic.rsplit(".", 1)[1] for topic in topics})
     ingest.symbol_set = frozenset(ingest.symbols)
     for topic in topics:
-        name = _CLIENT_NAME[topic.split(".", 1)[0]].format(topic.rsplit(".", 1)[1])
-        route = Route(streams.parse(name, ingest.symbol_set), ingest)
+        stream = streams.from_bybit_topic(topic)
+        assert stream is not None, topic
+        route = Route(stream, ingest)
         ingest.routes[route.topic] = route
     conn = BybitConnection(0, "ws://replay", ingest, ConnectLimiter(500, 300.0, 0.1), 20, 30, 60)
     return conn.on_text, ingest
