@@ -32,8 +32,10 @@ class DemandTable:
     def plan(self, active: set[str], always: set[str], now: float) -> tuple[set[str], set[str]]:
         """(streams to subscribe, streams to drop) given what is ``active`` upstream."""
         wanted = self.wanted(now) | always
-        for name in wanted:
-            self.unwanted_since.pop(name, None)
+        unwanted_since = self.unwanted_since
+        if unwanted_since:  # wanted again: its linger starts afresh when next unwanted
+            for name in unwanted_since.keys() & wanted:
+                del unwanted_since[name]
         drop = set()
         for name in active - wanted:
             since = self.unwanted_since.setdefault(name, now)

@@ -49,11 +49,12 @@ RAW_SUFFIX = {"ticker": "ticker", "orderbook": "orderbook", "trade": "trades",
 class Route:
     """Everything the hot path needs for one upstream topic, computed once."""
 
-    __slots__ = ("stream", "topic", "channel", "commands", "raw_channel", "public", "seq", "ts",
-                 "state", "last_message")
+    __slots__ = ("stream", "name", "topic", "channel", "commands", "raw_channel", "public", "seq",
+                 "ts", "state", "last_message")
 
     def __init__(self, stream: Stream, ingest: Ingest) -> None:
         self.stream = stream
+        self.name = stream.name  # a property that builds the string: kept, for _reconcile
         self.topic = stream.bybit_topic
         self.channel = ingest.channels.stream(stream)
         self.raw_channel = (ingest.config.upstream.raw_prefix + RAW_SUFFIX[stream.kind]).encode()
@@ -163,7 +164,7 @@ class Ingest:
         """Subscribe what is wanted and not active; drop what lingered unwanted."""
         if not self.leading:
             return  # a standby holds no topics
-        active = {r.stream.name for r in self.routes.values()}
+        active = {r.name for r in self.routes.values()}
         add, drop = self.demand.plan(active, self.always, time.monotonic())
         new = []
         for name in sorted(add):
@@ -396,8 +397,12 @@ class Ingest:
         ticks = 0
         last_upstream = last_published = last_writes = 0
         while True:
+            # In pieces, each a fraction of a millisecond: frames that arrive meanwhile are
+            # handled in between rather than after all of them.
             self._publish_status()
+            await asyncio.sleep(0)
             self._reconcile()
+            await asyncio.sleep(0)
             self._check_stale_books()
             ok = bool(self.symbols) and self.upstream.ok()
             if ok != was_ok and self.leading:
