@@ -33,8 +33,9 @@ _LAG_PARTS = (
                               "measures it per message"),
     ("ingest_arrival_lag_ms", "of which upstream (exchange timestamp -> the ingest's receive, "
                               "as the ingest reports it)"),
-    ("sim_send_delay_ms", "of that, the simulator's own send delay (a frame's ts -> its write "
-                          "to the socket, on the same cores)"),
+    ("sim_send_delay_ms", "the simulator's own build time (a slice of frames begun -> its "
+                          "write to the socket, on the same cores; in the lag above unless "
+                          "frames are stamped at their write)"),
     ("ingest_hold_ms", "of which the ingest itself (its upstream frame arrived -> its PUBLISH "
                        "written to Redis, per message)"),
     ("upstream_lag_ms", "for reference, a client of the simulator that only reads the same "

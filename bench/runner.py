@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="smoke: stream kinds (default " + ",".join(d.smoke_kinds) + ")")
     a("--hotpath-args", default=" ".join(d.hotpath_args),
       help="extra flags for hotpath serve, e.g. '--flush-window-ms 5' (default: %(default)s)")
+    a("--s4-stamp", choices=("write", "build"), default=d.s4_stamp,
+      help="S4: the simulator stamps a frame's ts when it writes it, or when it began building "
+           "the frame's slice of up to 32 frames (default %(default)s)")
     a("--s4-pin", action="store_true",
       help="S4: give the hotpath node the last CPU to itself; the simulator, Redis and the "
            "probes run on the others")
@@ -97,6 +100,7 @@ def settings(ns: argparse.Namespace, log_dir: Path) -> Settings:
                     s2_per_client=ns.s2_per_client, s2_kinds=tuple(ns.s2_kinds),
                     s2_sim=tuple(shlex.split(ns.s2_sim)), s3_rate=ns.s3_rate,
                     s3_held=ns.s3_held, s4_symbols=ns.s4_symbols, s4_pin=ns.s4_pin,
+                    s4_stamp=ns.s4_stamp,
                     s4_eager=tuple(ns.s4_eager), s5_duration=ns.s5_duration,
                     smoke_clients=ns.smoke_clients, smoke_kinds=tuple(ns.smoke_kinds),
                     hotpath_args=tuple(shlex.split(ns.hotpath_args)), log_dir=log_dir)
@@ -195,7 +199,7 @@ def summary_text(sc: dict[str, Any]) -> str:
                          f"held p50 {report._f(hold.get('p50'))} p99 {report._f(hold.get('p99'))}")
             sim = r["publish_lag"].get("sim_send_delay_ms") or {}
             if sim:
-                lines.append(f"            simulator: ts to its write p50 {report._f(sim.get('p50'))}"
+                lines.append(f"            simulator: slice build to its write p50 {report._f(sim.get('p50'))}"
                              f" ms p99 {report._f(sim.get('p99'))}")
             tap = r["publish_lag"].get("upstream_lag_ms") or {}
             if tap:

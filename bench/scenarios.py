@@ -57,6 +57,10 @@ class Settings:
     # S4: give the hotpath node a core of its own (the issue's "on one core"): the node
     # on the last CPU, the simulator, Redis, the probes and this runner on the others.
     s4_pin: bool = False
+    # S4: the simulator's frames carry the millisecond of their write ("write", as an
+    # exchange stamping what it sends at once) or of their slice's start ("build": the
+    # simulator's own build time of up to ~32 frames is then in every lag downstream).
+    s4_stamp: str = "write"
     s5_duration: float = 15.0
     smoke_clients: int = 500
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
@@ -115,9 +119,13 @@ def build(key: str, s: Settings) -> Scenario:
                         Mix("zipf", symbols=names, per_client=1, kinds=["ticker"]),
                         s.s3_held, s.duration, s.servers, churn_rate=s.s3_rate)
     if key == "S4":
-        return Scenario("S4", f"full-universe ingest: {s.s4_symbols} USDT perpetuals at Bybit's "
-                              "push rates", ["--symbols", str(s.s4_symbols)], Mix("none"), 0,
-                        s.duration, ("hotpath",), lagprobe=True, eager=_eager(s.s4_eager))
+        stamp = ["--stamp-at-write"] if s.s4_stamp == "write" else []
+        sc = Scenario("S4", f"full-universe ingest: {s.s4_symbols} USDT perpetuals at Bybit's "
+                            "push rates", ["--symbols", str(s.s4_symbols), *stamp], Mix("none"),
+                      0, s.duration, ("hotpath",), lagprobe=True, eager=_eager(s.s4_eager))
+        sc.notes.append("frames' ts: the millisecond the simulator writes them" if stamp else
+                        "frames' ts: the millisecond the simulator began building their slice")
+        return sc
     if key == "S5":
         return Scenario("S5", "idle: connected clients, no traffic",
                         ["--symbol-list", "BTCUSDT"], Mix("none"), s.clients, s.s5_duration,

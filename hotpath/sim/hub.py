@@ -39,8 +39,8 @@ class Conn(Protocol):
     conn_id: str
 
     def send(self, payload: bytes) -> None: ...
-    def queue(self, frame: bytes) -> bool: ...
-    def flush(self) -> None: ...
+    def queue(self, frame: bytes, stamp_at: int = -1) -> bool: ...
+    def flush(self, stamp: bytes = b"") -> None: ...
 
 
 class SimClock:
@@ -83,10 +83,12 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._periods = self._push_periods()
         self._pending: list[Conn] = []  # connections with frames queued this tick
-        # Clock pushes: a frame's ts -> its write handed to the kernel (simulated ms), so
-        # that a lag measured downstream can be split into ours and the receiver's.
+        # Clock pushes: a slice's building started -> its write handed to the kernel
+        # (wall ms), so that a lag measured downstream can be split into ours and the
+        # receiver's. With ``stamp_at_write`` the frames' ts leave this out.
         self.send_delay = LagHistogram()
-        self._slice_ts = 0
+        self.stamp_at_write = config.stamp_at_write
+        self._slice_started = 0.0  # time.monotonic()
         self._slice_frames = 0
 
     def _push_periods(self) -> dict[str, int]:
@@ -226,9 +228,10 @@ class Hub:
         """Push every feed whose clock came round. A tick of the whole universe takes
         milliseconds to build, so it goes out in slices: each slice's frames carry the
         time the slice was made and are written as soon as it is complete, so that a
-        frame's ``ts`` is within a slice of its write, as an exchange's would be."""
+        frame's ``ts`` is within a slice of its write, as an exchange's would be. With
+        ``stamp_at_write`` each write puts its own time into its frames' ``ts``."""
         wall_ms = last * self.config.step_ms
-        self._slice_ts = sim_now
+        self._slice_started = time.monotonic()
         for (clock, bucket), feeds in list(self._clocks.items()):
             if not feeds or not _due(first, last, self._periods[clock], bucket):
                 continue
@@ -239,23 +242,27 @@ class Hub:
                     self._slice_frames += 1
                     if self._slice_frames == _SLICE:
                         self._flush()
-                        sim_now = self._slice_ts = self.clock.sim_ms()
+                        sim_now = self.clock.sim_ms()
+                        self._slice_started = time.monotonic()
 
     def _fan_out(self, feed: Feed, payload: bytes) -> None:
         """Frame once; every subscriber gets the same bytes in its next flush."""
         frame = ws_frame(payload)
+        stamp_at = _ts_offset(frame, payload) if self.stamp_at_write else -1
         pending = self._pending
         for conn in feed.subscribers.values():
-            if conn.queue(frame):
+            if conn.queue(frame, stamp_at):
                 pending.append(conn)
         self.messages_sent += len(feed.subscribers)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        clock = self.clock
         for conn in pending:
-            conn.flush()
+            conn.flush(b"%d" % clock.sim_ms() if self.stamp_at_write else b"")
         if self._slice_frames:
-            self.send_delay.add(self.clock.sim_ms() - self._slice_ts, self._slice_frames)
+            self.send_delay.add((time.monotonic() - self._slice_started) * 1000.0,
+                                self._slice_frames)
             self._slice_frames = 0
 
     # -- control ----------------------------------------------------------------------
@@ -320,6 +327,13 @@ class Hub:
                 "paused": self.paused, "market_step": self.market.step_no,
                 "active_symbols": len(self.market.active), "skipped_steps": self.skipped_steps,
                 "send_delay_ms": {"p50": p50, "p99": p99, "frames": self.send_delay.total}}
+
+
+def _ts_offset(frame: bytes, payload: bytes) -> int:
+    """Where the envelope's ``ts`` digits start in ``frame`` (``payload`` framed), or -1.
+    No topic's ``data`` has a key "ts" of its own, so the first one is the envelope's."""
+    at = payload.find(b'"ts":')
+    return -1 if at < 0 else len(frame) - len(payload) + at + 5
 
 
 def _due(first: int, last: int, period: int, bucket: int) -> bool:

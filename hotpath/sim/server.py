@@ -66,6 +66,8 @@ class ClientListener(WSListener):
         self._closing: Callable[[], bool] = lambda: True
         self._write: Callable[[bytes], object] = lambda data: None
         self._out: list[bytes] = []  # framed messages waiting for this tick's flush
+        self._queued = 0  # their bytes
+        self._stamps: list[int] = []  # where their ts digits start (--stamp-at-write)
 
     # -- picows callbacks ------------------------------------------------------------
 
@@ -114,26 +116,43 @@ class ClientListener(WSListener):
         if self.congested:
             self._check_buffer()
 
-    def queue(self, frame: bytes) -> bool:
+    def queue(self, frame: bytes, stamp_at: int = -1) -> bool:
         """Add a ready WebSocket frame (see :func:`ws_frame`) to this tick's write.
+        ``stamp_at``: where in ``frame`` its ``ts`` digits start, when the flush is to
+        overwrite them with the time of the write (``--stamp-at-write``).
 
         Returns True for the first frame of the tick, so the hub knows whom to flush.
         A stalled connection loses the frame, as a stalled network would."""
         if self.stalled:
             self.dropped += 1
             return False
-        self._out.append(frame)
+        out = self._out
+        if stamp_at >= 0:
+            self._stamps.append(self._queued + stamp_at)
+        self._queued += len(frame)
+        out.append(frame)
         self.sent += 1
-        return len(self._out) == 1
+        return len(out) == 1
 
-    def flush(self) -> None:
-        """One write (one syscall) for every frame queued this tick."""
-        out, self._out = self._out, []
+    def flush(self, stamp: bytes = b"") -> None:
+        """One write (one syscall) for every frame queued this tick; ``stamp`` (epoch ms
+        digits) goes into every ``ts`` queued with a place for it."""
+        out, stamps, self._out = self._out, self._stamps, []
+        self._queued = 0
+        if stamps:
+            self._stamps = []
         if not out or self._closing():
             return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if stamps and stamp:
+            buffer, width = bytearray(data), len(stamp)
+            for at in stamps:
+                if buffer[at:at + width].isdigit():  # same width: a ts of this era
+                    buffer[at:at + width] = stamp
+            data = bytes(buffer)
         # Frames go straight to the socket transport: picows writes its own frames
         # (pongs, close) through the same transport, so order on the wire is kept.
-        self._write(out[0] if len(out) == 1 else b"".join(out))
+        self._write(data)
         if self.congested:
             self._check_buffer()
 

@@ -31,6 +31,7 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     liquidation_rate: float = 0.2
     idle_timeout: float = BYBIT_IDLE_TIMEOUT
     max_buffer: int = 64 * 1024 * 1024
+    stamp_at_write: bool = False
     replay: str = ""
     replay_speed: float = 1.0
     replay_loop: bool = False

@@ -69,6 +69,8 @@ def test_scenarios_build_with_defaults() -> None:
     assert s2.mix.symbols[0] == "BTCUSDT"  # the majors first: Zipf rank 1 is BTC
     assert s3.churn_rate > 0 and s3.clients == 0
     assert s4.servers == ("hotpath",) and s4.lagprobe
+    assert "--stamp-at-write" in s4.sim_args and "write" in s4.notes[0]
+    assert "--stamp-at-write" not in build("S4", Settings(s4_stamp="build")).sim_args
     assert s5.mix.kind == "none"
     with pytest.raises(ValueError):
         build("S9", s)

@@ -7,6 +7,8 @@ from typing import Any
 
 from hotpath.sim.hub import Hub, _due, ws_frame
 from hotpath.sim.instruments import default_universe
+from hotpath.sim.server import ClientListener
+from hotpath.sim.session import LINEAR
 from hotpath.sim.settings import SimConfig
 
 
@@ -17,16 +19,19 @@ class FakeConn:
         self.conn_id = name
         self.sent: list[dict[str, Any]] = []
         self.ticks: list[int] = []  # how many frames each flush carried
+        self.stamp_places: list[tuple[bytes, int]] = []  # (frame, stamp_at) when given
         self._queued: list[bytes] = []
 
     def send(self, payload: bytes) -> None:
         self.sent.append(json.loads(payload))
 
-    def queue(self, frame: bytes) -> bool:
+    def queue(self, frame: bytes, stamp_at: int = -1) -> bool:
         self._queued.append(frame)
+        if stamp_at >= 0:
+            self.stamp_places.append((frame, stamp_at))
         return len(self._queued) == 1
 
-    def flush(self) -> None:
+    def flush(self, stamp: bytes = b"") -> None:
         for frame in self._queued:
             header = 2 if frame[1] < 126 else 4
             self.sent.append(json.loads(frame[header:]))
@@ -136,3 +141,70 @@ def test_a_big_tick_goes_out_in_slices_and_every_frame_is_timed() -> None:
     assert pushed > 32 and max(conn.ticks) == 32  # written in slices, not one write
     delay = hub.stats()["send_delay_ms"]
     assert delay["frames"] == pushed and 0 < delay["p50"] <= delay["p99"]
+
+
+def _frames(data: bytes) -> list[dict[str, Any]]:
+    """Split unmasked server text frames (the lengths ws_frame writes)."""
+    out = []
+    while data:
+        size, start = data[1], 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4], "big"), 4
+        out.append(json.loads(data[start:start + size]))
+        data = data[start + size:]
+    return out
+
+
+def _stamped_frames() -> list[tuple[bytes, int]]:
+    """Pushed frames of every kind with the place of their ts, from a hub that stamps."""
+    topics = ["tickers.BTCUSDT", "orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "kline.1.BTCUSDT",
+              "allLiquidation.BTCUSDT"]
+    conn = FakeConn("stamped")
+    hub = make_hub(stamp_at_write=True, moves_per_second=400, trade_rate=200,
+                   liquidation_rate=50, clock_speed=60)
+    hub.subscribe(conn, topics)
+    tick(hub, 200)
+    return conn.stamp_places
+
+
+def test_stamp_at_write_marks_the_envelope_ts_of_every_kind_of_frame() -> None:
+    plain = make_hub(moves_per_second=400)
+    conn = FakeConn("plain")
+    plain.subscribe(conn, ["tickers.BTCUSDT", "orderbook.50.BTCUSDT"])
+    tick(plain, 20)
+    assert conn.sent and not conn.stamp_places  # only when asked for
+    seen = set()
+    for frame, at in _stamped_frames():
+        header = 2 if frame[1] < 126 else 4
+        message = json.loads(frame[header:])
+        assert frame[at:at + 13] == str(message["ts"]).encode(), message["topic"]
+        assert frame[at - 5:at] == b'"ts":'
+        seen.add(message["topic"].split(".")[0])
+    assert seen == {"tickers", "orderbook", "publicTrade", "kline", "allLiquidation"}
+
+
+def test_a_stamped_write_carries_its_own_time_in_every_ts_and_nothing_else_changes() -> None:
+    server: Any = type("Server", (), {})()
+    server.publisher = type("Publisher", (), {"is_known": staticmethod(lambda name: True)})()
+    listener = ClientListener(server, LINEAR)
+    writes: list[bytes] = []
+    listener._write, listener._closing = writes.append, lambda: False
+    stamped = _stamped_frames()[:40]
+    unstamped = ws_frame(b'{"topic":"tickers.ETHUSDT","type":"delta","data":{},"cs":1,"ts":1700000000001}')
+    for frame, at in stamped[:20]:
+        listener.queue(frame, at)
+    listener.queue(unstamped)  # queued without a place: left as built
+    for frame, at in stamped[20:]:
+        listener.queue(frame, at)
+    listener.flush(b"1800000000123")
+    assert len(writes) == 1
+    got = _frames(writes[0])
+    originals = [_frames(f)[0] for f, _ in stamped[:20]] + [_frames(unstamped)[0]] + \
+                [_frames(f)[0] for f, _ in stamped[20:]]
+    assert len(got) == len(originals) == 41
+    for message, original in zip(got, originals):
+        expected_ts = 1700000000001 if original["topic"] == "tickers.ETHUSDT" else 1800000000123
+        assert message == {**original, "ts": expected_ts}
+    listener.queue(stamped[0][0], stamped[0][1])
+    listener.flush()  # no stamp given: the frame goes out as built
+    assert _frames(writes[1]) == [_frames(stamped[0][0])[0]]
