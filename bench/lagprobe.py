@@ -30,6 +30,7 @@ import uvloop
 
 from bench.loadgen.checker import bucket, latency_summary, merge_hist
 from hotpath.bus.resp import Address, RespProtocol, command, connect
+from hotpath.lag import percentiles_between
 from hotpath.protocol import bybit, streams
 
 
@@ -74,6 +75,7 @@ class _Status(msgspec.Struct):
     hold_p99_ms: float = 0.0
     publish_lag_p50_ms: float = 0.0
     publish_lag_p99_ms: float = 0.0
+    lag_buckets: dict[str, dict[int, int]] = {}
 
 
 _decode = msgspec.json.Decoder(_Stamp).decode
@@ -99,6 +101,10 @@ class Probe:
         self.arrival: list[tuple[float, float]] = []  # the ingest's own (p50, p99)
         self.hold: list[tuple[float, float]] = []
         self.written: list[tuple[float, float]] = []
+        # The ingest's lag histograms since its start: its last status before the
+        # window, and its last one in it.
+        self.buckets_before: dict[str, dict[int, int]] | None = None
+        self.buckets_last: dict[str, dict[int, int]] | None = None
 
     def on_reply(self, reply: Any) -> None:
         if type(reply) is not list:
@@ -152,10 +158,28 @@ class Probe:
             self.symbols = st.symbols
             if self.on_symbols is not None:
                 self.on_symbols(st.symbols)
-        if self.measuring:  # the ingest measures its own shares of the lag
-            self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))
-            self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
-            self.written.append((st.publish_lag_p50_ms, st.publish_lag_p99_ms))
+        if not self.measuring:
+            if self.buckets_last is None:  # not once the window has closed
+                self.buckets_before = st.lag_buckets
+            return
+        if st.lag_buckets:
+            self.buckets_last = st.lag_buckets
+        self.arrival.append((st.lag_p50_ms, st.lag_p99_ms))  # the ingest's own shares
+        self.hold.append((st.hold_p50_ms, st.hold_p99_ms))
+        self.written.append((st.publish_lag_p50_ms, st.publish_lag_p99_ms))
+
+    def _ingest_share(self, key: str, sampled: list[tuple[float, float]]) -> dict[str, Any] | None:
+        """One of the ingest's lag measures over the window: exact from its histograms
+        when it publishes them, else its own p50/p99 of its last 10 s period."""
+        if self.buckets_last and key in self.buckets_last:
+            before = (self.buckets_before or {}).get(key)
+            p50, p99, p999 = percentiles_between(self.buckets_last[key], before, (50, 99, 99.9))
+            count = sum(self.buckets_last[key].values()) - sum((before or {}).values())
+            return {"p50": p50, "p99": p99, "p999": p999, "messages": count,
+                    "over": "the window"}
+        if sampled:
+            return {"p50": sampled[-1][0], "p99": sampled[-1][1], "over": "last 10 s period"}
+        return None
 
     def result(self, seconds: float) -> dict[str, Any]:
         total: dict[int, int] = {}
@@ -169,16 +193,13 @@ class Probe:
                             "lag_ms": latency_summary(self.hist[k], self.max_ms[k])}
                         for k in sorted(self.counts)},
             "redis_seq_gaps": self.gaps, "bad": self.bad, "channels": len(self.last),
-            # exchange timestamp -> the ingest's receive, as the ingest reports it (p50, p99
-            # of its current 10 s period, sampled every second); the last sample
-            "ingest_arrival_lag_ms": ({"p50": self.arrival[-1][0], "p99": self.arrival[-1][1]}
-                                      if self.arrival else None),
-            # its upstream frame arrived -> its PUBLISH written to Redis (same sampling)
-            "ingest_hold_ms": ({"p50": self.hold[-1][0], "p99": self.hold[-1][1]}
-                               if self.hold else None),
-            # exchange timestamp -> PUBLISH written to Redis, per message (same sampling)
-            "ingest_publish_lag_ms": ({"p50": self.written[-1][0], "p99": self.written[-1][1]}
-                                      if self.written else None),
+            # As the ingest measures them, on the messages of one Redis write in 16:
+            # exchange timestamp -> the ingest's receive of the frame
+            "ingest_arrival_lag_ms": self._ingest_share("arrival", self.arrival),
+            # its upstream frame arrived -> its PUBLISH written to Redis
+            "ingest_hold_ms": self._ingest_share("hold", self.hold),
+            # exchange timestamp -> PUBLISH written to Redis
+            "ingest_publish_lag_ms": self._ingest_share("publish", self.written),
             # exchange timestamp -> receipt by a client of the exchange that only reads
             "upstream_lag_ms": (latency_summary(self.upstream, self.upstream_max)
                                 if self.upstream else None),

@@ -15,11 +15,17 @@ _COARSE = 10_000  # 1 ms buckets: 100 ms .. 10.1 s
 
 
 class LagHistogram:
-    __slots__ = ("counts", "total")
+    """Counts since the last ``clear()`` (a reporting period), and with ``keep_all``
+    also since the start, as ``{bucket: count}`` of the buckets used (``since_start``):
+    a reader that samples it twice gets the exact percentiles in between
+    (``percentiles_between``)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("counts", "total", "since_start")
+
+    def __init__(self, keep_all: bool = False) -> None:
         self.counts = [0] * (_FINE + _COARSE + 1)
         self.total = 0
+        self.since_start: dict[int, int] | None = {} if keep_all else None
 
     def add(self, ms: float, count: int = 1) -> None:
         if ms < 100.0:
@@ -28,6 +34,9 @@ class LagHistogram:
             index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
         self.counts[index] += count
         self.total += count
+        kept = self.since_start
+        if kept is not None:
+            kept[index] = kept.get(index, 0) + count
 
     def add_since(self, now: float, stamps: list[float]) -> None:
         """Add ``now - t`` for every ``t`` in ``stamps`` (ms): one write's messages."""
@@ -36,14 +45,18 @@ class LagHistogram:
     def add_between(self, later: Iterable[float], earlier: list[float]) -> None:
         """Add ``later[i] - earlier[i]`` for every ``earlier`` time (ms)."""
         counts = self.counts
+        kept = self.since_start
         for end, start in zip(later, earlier):
             ms = end - start
             if 0.0 < ms < 100.0:
-                counts[int(ms * 10.0)] += 1
+                index = int(ms * 10.0)
             elif ms <= 0.0:
-                counts[0] += 1
+                index = 0
             else:
-                counts[min(_FINE + int(ms - 100.0), _FINE + _COARSE)] += 1
+                index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
+            counts[index] += 1
+            if kept is not None:
+                kept[index] = kept.get(index, 0) + 1
         self.total += len(earlier)
 
     def percentiles(self, ps: Iterable[float]) -> tuple[float, ...]:
@@ -64,10 +77,36 @@ class LagHistogram:
 
     @staticmethod
     def _upper(index: int) -> float:
-        if index < _FINE:
-            return round((index + 1) / 10.0, 1)
-        return float(100 + index - _FINE + 1)
+        return _upper(index)
 
     def clear(self) -> None:
+        """Start a new period (``since_start`` goes on)."""
         self.counts = [0] * len(self.counts)
         self.total = 0
+
+
+def _upper(index: int) -> float:
+    if index < _FINE:
+        return round((index + 1) / 10.0, 1)
+    return float(100 + index - _FINE + 1)
+
+
+def percentiles_between(later: dict[int, int], earlier: dict[int, int] | None,
+                        ps: Iterable[float]) -> tuple[float, ...]:
+    """Percentiles (bucket upper bounds, ms) of what was added between two samples of
+    ``since_start``; 0.0 each when nothing was."""
+    earlier = earlier or {}
+    added = sorted((index, count - earlier.get(index, 0)) for index, count in later.items())
+    total = sum(count for _, count in added)
+    wanted = list(ps)
+    if total <= 0:
+        return tuple(0.0 for _ in wanted)
+    out = []
+    for p in wanted:
+        seen = 0
+        for index, count in added:
+            seen += count
+            if seen >= p / 100.0 * total:
+                out.append(_upper(index))
+                break
+    return tuple(out)

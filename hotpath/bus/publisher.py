@@ -57,9 +57,9 @@ class Publisher:
         # Per stream message from upstream, at the write that carries it: the time since
         # its frame arrived (the ingest's own share) and since its exchange timestamp, and
         # how late its frame arrived (exchange timestamp to arrival: upstream's share).
-        self.hold = LagHistogram()
-        self.lag = LagHistogram()
-        self.arrival = LagHistogram()
+        self.hold = LagHistogram(keep_all=True)
+        self.lag = LagHistogram(keep_all=True)
+        self.arrival = LagHistogram(keep_all=True)
         self._arrived: list[float] = []  # epoch ms, one per stamped message pending
         self._exchange_ts: list[float] = []
         self._timed = True  # the next write is one of the timed ones

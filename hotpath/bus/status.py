@@ -32,6 +32,10 @@ class IngestStatus(msgspec.Struct):
     # exchange timestamp -> PUBLISH written to Redis
     publish_lag_p50_ms: float = 0.0
     publish_lag_p99_ms: float = 0.0
+    # The same three since the ingest started, as {bucket: messages} (hotpath/lag.py),
+    # keyed "arrival", "hold" and "publish": two samples give the exact percentiles of
+    # the time between them (hotpath.lag.percentiles_between; bench S4 does so).
+    lag_buckets: dict[str, dict[int, int]] = {}
 
 
 encoder = msgspec.json.Encoder()

@@ -386,7 +386,10 @@ class Ingest:
                             self.publisher.published, self.publisher.dropped,
                             len(self.routes), self.resyncs, p50, p99, missed, hold50, hold99,
                             redis_unexpected=sum(self.unexpected.values()),
-                            publish_lag_p50_ms=pub50, publish_lag_p99_ms=pub99)
+                            publish_lag_p50_ms=pub50, publish_lag_p99_ms=pub99,
+                            lag_buckets={"arrival": dict(self.publisher.arrival.since_start or {}),
+                                         "hold": dict(self.publisher.hold.since_start or {}),
+                                         "publish": dict(self.publisher.lag.since_start or {})})
 
     def _publish_status(self) -> None:
         if self.leading and self.publisher.connected:

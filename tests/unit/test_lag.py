@@ -1,4 +1,4 @@
-from hotpath.lag import LagHistogram
+from hotpath.lag import LagHistogram, percentiles_between
 
 
 def test_percentiles_are_bucket_upper_bounds():
@@ -44,3 +44,21 @@ def test_add_between_counts_each_pair_as_add_would():
     at_once.add_between(arrived, stamped)
     assert at_once.counts == one_by_one.counts and at_once.total == 4
     assert at_once.percentiles((25, 100)) == (0.1, 301.0)
+
+
+def test_kept_counts_span_periods_and_two_samples_give_the_percentiles_between():
+    h = LagHistogram(keep_all=True)
+    h.add_between([10.0] * 50, [9.5] * 50)  # 50 at 0.5 ms
+    assert h.since_start == {5: 50}
+    before = dict(h.since_start)
+    h.clear()  # a new reporting period: the kept counts go on
+    assert h.total == 0
+    h.add(2.05, 98)
+    h.add_since(200.0, [100.0, 199.0])  # 100 ms and 1 ms
+    assert h.since_start == {5: 50, 20: 98, 10: 1, 1000: 1}
+    assert h.percentiles((50, 100)) == (2.1, 101.0)  # the period's own view
+    # between the samples: 98 at 2.05 ms, one at 1 ms, one at 100 ms; none of the first 50
+    assert percentiles_between(h.since_start, before, (1, 50, 99, 100)) == (1.1, 2.1, 2.1, 101.0)
+    assert percentiles_between(h.since_start, None, (25,)) == (0.6,)
+    assert percentiles_between(before, before, (50,)) == (0.0,)
+    assert LagHistogram().since_start is None  # only when asked for
