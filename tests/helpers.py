@@ -231,6 +231,19 @@ class Client:
         await self.ws.close()
 
 
+def server_frames(data: bytes) -> list[Any]:
+    """The JSON of each unmasked server text frame in one write (the lengths that
+    hotpath.protocol.wsframe writes: 7-bit or 16-bit)."""
+    out = []
+    while data:
+        length, start = data[1], 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        out.append(json.loads(data[start:start + length]))
+        data = data[start + length:]
+    return out
+
+
 def merge_ticker(state: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
     """Apply one client message to a ticker state the way a client would."""
     if msg["type"] == "snapshot":

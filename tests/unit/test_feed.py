@@ -18,6 +18,7 @@ from hotpath.gateway.feed import Feed
 from hotpath.gateway.registry import Registry
 from hotpath.protocol import messages
 from hotpath.protocol.streams import Stream
+from tests.helpers import server_frames
 from tests.unit.test_registry import Sink
 
 TICKER = Stream("ticker", "BTCUSDT")
@@ -28,20 +29,8 @@ def _body(type_: str, seq: int, data: object = None) -> bytes:
                            "hotpath", seq)
 
 
-def _frames(data: bytes) -> list[dict]:
-    """The JSON of each unmasked server frame in one write."""
-    out = []
-    while data:
-        length, start = data[1], 2
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-        out.append(json.loads(data[start:start + length]))
-        data = data[start + length:]
-    return out
-
-
 def _received(sink: Sink) -> list[tuple[str, int, object]]:
-    msgs = [msg for data in sink.writes for msg in _frames(data)]
+    msgs = [msg for data in sink.writes for msg in server_frames(data)]
     return [(m["type"], m["seq"], m["data"]) for m in msgs]
 
 
@@ -134,7 +123,7 @@ async def test_ingest_down_tells_every_client_once(feed):
         kind, seq, data = _received(c)[-1]
         assert (kind, seq, data) == ("status", 9, {"status": "stale", "reason": "ingest down"})
         assert len([m for m in _received(c) if m[0] == "status"]) == 1
-    last = _frames(a.writes[-1])[0]
+    last = server_frames(a.writes[-1])[0]
     assert (last["stream"], last["source"]) == ("acme.perp.ticker.BTCUSDT", "acme")
 
 

@@ -10,6 +10,7 @@ from hotpath.sim.instruments import default_universe
 from hotpath.sim.server import ClientListener
 from hotpath.sim.session import LINEAR
 from hotpath.sim.settings import SimConfig
+from tests.helpers import server_frames
 
 
 class FakeConn:
@@ -143,18 +144,6 @@ def test_a_big_tick_goes_out_in_slices_and_every_frame_is_timed() -> None:
     assert delay["frames"] == pushed and 0 < delay["p50"] <= delay["p99"]
 
 
-def _frames(data: bytes) -> list[dict[str, Any]]:
-    """Split unmasked server text frames (the lengths ws_frame writes)."""
-    out = []
-    while data:
-        size, start = data[1], 2
-        if size == 126:
-            size, start = int.from_bytes(data[2:4], "big"), 4
-        out.append(json.loads(data[start:start + size]))
-        data = data[start + size:]
-    return out
-
-
 def _stamped_frames() -> list[tuple[bytes, int]]:
     """Pushed frames of every kind with the place of their ts, from a hub that stamps."""
     topics = ["tickers.BTCUSDT", "orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "kline.1.BTCUSDT",
@@ -198,13 +187,13 @@ def test_a_stamped_write_carries_its_own_time_in_every_ts_and_nothing_else_chang
         listener.queue(frame, at)
     listener.flush(b"1800000000123")
     assert len(writes) == 1
-    got = _frames(writes[0])
-    originals = [_frames(f)[0] for f, _ in stamped[:20]] + [_frames(unstamped)[0]] + \
-                [_frames(f)[0] for f, _ in stamped[20:]]
+    got = server_frames(writes[0])
+    originals = [server_frames(f)[0] for f, _ in stamped[:20]] + [server_frames(unstamped)[0]] + \
+                [server_frames(f)[0] for f, _ in stamped[20:]]
     assert len(got) == len(originals) == 41
     for message, original in zip(got, originals):
         expected_ts = 1700000000001 if original["topic"] == "tickers.ETHUSDT" else 1800000000123
         assert message == {**original, "ts": expected_ts}
     listener.queue(stamped[0][0], stamped[0][1])
     listener.flush()  # no stamp given: the frame goes out as built
-    assert _frames(writes[1]) == [_frames(stamped[0][0])[0]]
+    assert server_frames(writes[1]) == [server_frames(stamped[0][0])[0]]
