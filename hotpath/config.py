@@ -33,6 +33,7 @@ class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = ""  # empty: the supervisor starts an embedded redis-server
     namespace: str = "hotpath"
     server_binary: str = "redis-server"
+    publish_batch: int = 16  # the ingest's PUBLISHes per write at most (see bus/publisher.py)
 
 
 class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,6 +168,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis.url", "Redis URL (redis://, rediss://, unix://). Empty: start an embedded redis-server"),
     Option("redis.namespace", "prefix of every Redis channel and key hotpath uses"),
     Option("redis.server_binary", "redis-server binary for the embedded Redis"),
+    Option("redis.publish_batch", "PUBLISH commands the ingest queues before it writes them to "
+           "Redis without waiting for the end of the event-loop iteration: the most upstream "
+           "messages one message waits for"),
     Option("upstream.mode", "bybit: the real exchange; sim: start the built-in Bybit simulator"),
     Option("upstream.testnet", "use Bybit testnet endpoints instead of mainnet"),
     Option("upstream.ws_url", "Bybit public WebSocket URL (overrides --testnet)"),
@@ -357,6 +361,7 @@ def _validate(config: Config) -> None:
         (config.upstream.connect_budget > 0, "--connect-budget must be > 0"),
         (all(_eager_ok(t) for t in config.upstream.eager),
          "--eager takes stream templates like orderbook:50, trade, kline:1m, liquidation"),
+        (config.redis.publish_batch >= 1, "--redis-publish-batch must be >= 1"),
         (bool(config.redis.namespace) and ":" not in config.redis.namespace,
          "--redis-namespace must be non-empty and contain no ':'"),
     )

@@ -27,7 +27,8 @@ log = logging.getLogger("hotpath.bus.publisher")
 MAX_BUFFERED = 64 * 1024 * 1024
 # Messages queued in one loop iteration before they are written without waiting for its
 # end: a burst of upstream frames then reaches Redis in slices (each message waits for at
-# most this many others to be handled), at one write per slice.
+# most this many others to be handled), at one write per slice. The ingest's is
+# configurable (--redis-publish-batch).
 MAX_BATCH = 64
 # One write in this many has its messages' times added to the lag histograms: every
 # message of every write would cost the ingest about a tenth of its CPU, and a uniform
@@ -40,8 +41,10 @@ class Publisher:
     """Fire-and-forget publisher with one pipelined connection."""
 
     def __init__(self, url: str, name: str,
-                 on_connected: Callable[[], None] | None = None) -> None:
+                 on_connected: Callable[[], None] | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
         self.address = Address(url)
+        self.max_batch = max_batch
         self.name = name
         self.on_connected = on_connected
         self.protocol: RespProtocol | None = None
@@ -101,7 +104,7 @@ class Publisher:
         if arrived_ms and self._timed:
             self._arrived.append(arrived_ms)
             self._exchange_ts.append(exchange_ts)
-        if len(pending) >= MAX_BATCH:
+        if len(pending) >= self.max_batch:
             self.flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True

@@ -88,7 +88,8 @@ class Ingest:
         self.listening_since = 0.0
         self.unexpected: Counter[str] = Counter()  # on the control and status channels
         url = config.redis.url
-        self.publisher = Publisher(url, "ingest-publisher", on_connected=self._hello)
+        self.publisher = Publisher(url, "ingest-publisher", on_connected=self._hello,
+                                   max_batch=config.redis.publish_batch)
         self.control = Subscriber(url, "ingest-control", on_message=self._on_control,
                                   on_connected=self._hello)
         self.rest = BybitRest(config.rest_url)

@@ -4,6 +4,7 @@ whether Redis agreed to stop answering PUBLISH or (a server without ``CLIENT``) 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,14 +18,14 @@ pytestmark = pytest.mark.integration
 COUNT = 2000
 
 
-async def _publish_and_receive(url: str, replies: int) -> Publisher:
-    """Publish COUNT messages in bursts; return the publisher once a subscriber has them
-    all and it has parsed ``replies`` replies."""
+async def _publish_and_receive(url: str, replies: int, max_batch: int = 64) -> Publisher:
+    """Publish COUNT messages in bursts of 100; return the publisher once a subscriber has
+    them all and it has parsed ``replies`` replies."""
     subscriber = aioredis.from_url(url)
     pubsub = subscriber.pubsub()
     await pubsub.subscribe("t:ch")
     assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
-    publisher = Publisher(url, "test-publisher")
+    publisher = Publisher(url, "test-publisher", max_batch=max_batch)
     await publisher.start()
     assert await publisher.wait_connected(10)
     try:
@@ -39,6 +40,8 @@ async def _publish_and_receive(url: str, replies: int) -> Publisher:
             got.append(message["data"])
         assert got == [b"m%d" % i for i in range(COUNT)]
         assert (publisher.published, publisher.dropped, publisher.errors) == (COUNT, 0, 0)
+        # a write per max_batch messages, and one for the rest of the burst
+        assert publisher.writes == COUNT // 100 * math.ceil(100 / max_batch)
         await until(lambda: publisher.replies == replies, 5, f"{replies} replies parsed")
         return publisher
     finally:
@@ -58,3 +61,9 @@ async def test_a_server_refusing_client_reply_keeps_answering_and_nothing_is_los
     with RedisServer(free_port(), tmp_path, "--rename-command", "CLIENT", "") as redis_proc:
         publisher = await _publish_and_receive(redis_proc.url, replies=COUNT)
     assert not publisher.quiet
+
+
+async def test_a_burst_goes_out_in_writes_of_at_most_max_batch(tmp_path):
+    with RedisServer(free_port(), tmp_path) as redis_proc:
+        publisher = await _publish_and_receive(redis_proc.url, replies=0, max_batch=16)
+    assert publisher.writes == 140  # 7 per burst of 100: six of 16 and one of 4
