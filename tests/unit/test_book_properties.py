@@ -171,9 +171,9 @@ class Client:
 def check_invariants(book):
     for side in (book.bids, book.asks):
         assert side.keys == sorted(set(side.keys))
-        assert set(side.price_of) == set(side.keys)
-        assert set(side.price_of.values()) == set(side.sizes) == set(side.key_of)
-        assert all(side.key_of[price] == key for key, price in side.price_of.items())
+        assert len(side.prices) == len(side.keys) == len(side.sizes)
+        assert set(side.prices) == set(side.sizes)
+        assert all(book._key(side, price) == key for key, price in zip(side.keys, side.prices))
         assert len(side.keys) <= book.depth
 
 
