@@ -78,9 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--s4-stamp", choices=("write", "build"), default=d.s4_stamp,
       help="S4: the simulator stamps a frame's ts when it writes it, or when it began building "
            "the frame's slice of up to 32 frames (default %(default)s)")
+    a("--s4-sim", default=" ".join(d.s4_sim),
+      help="S4: extra simulator flags, e.g. '--ticker-spread --book-spread' (default: none: "
+           "every symbol's pushes of a kind on one clock)")
     a("--s4-pin", action="store_true",
       help="S4: give the hotpath node the last CPU to itself; the simulator, Redis and the "
            "probes run on the others")
+    a("--s4-isolate", action="store_true",
+      help="S4, with --s4-pin: also move every other task of the machine that can leave the "
+           "node's CPU (kernel housekeeping threads, agents) off it for the run, and back "
+           "after; needs root for tasks that are not yours")
     a("--compiled", action="store_true",
       help="run hotpath with the ingest's per-message code compiled by mypyc "
            "(HOTPATH_COMPILE=1), built from this checkout into the log directory first "
@@ -94,13 +101,16 @@ def settings(ns: argparse.Namespace, log_dir: Path) -> Settings:
     bad = [s for s in ns.servers if s not in SERVERS]
     if bad:
         raise ValueError(f"unknown server(s) {bad}; choose from {SERVERS}")
+    if ns.s4_isolate and not ns.s4_pin:
+        raise ValueError("--s4-isolate shields the CPU that --s4-pin gives the node: add --s4-pin")
     return Settings(clients=ns.clients, duration=ns.duration, warmup=ns.warmup, ramp=ns.ramp,
                     processes=ns.processes, workers=ns.workers, servers=tuple(ns.servers),
                     s1_interval_ms=ns.s1_interval_ms, s2_symbols=ns.s2_symbols,
                     s2_per_client=ns.s2_per_client, s2_kinds=tuple(ns.s2_kinds),
                     s2_sim=tuple(shlex.split(ns.s2_sim)), s3_rate=ns.s3_rate,
                     s3_held=ns.s3_held, s4_symbols=ns.s4_symbols, s4_pin=ns.s4_pin,
-                    s4_stamp=ns.s4_stamp,
+                    s4_isolate=ns.s4_isolate,
+                    s4_stamp=ns.s4_stamp, s4_sim=tuple(shlex.split(ns.s4_sim)),
                     s4_eager=tuple(ns.s4_eager), s5_duration=ns.s5_duration,
                     smoke_clients=ns.smoke_clients, smoke_kinds=tuple(ns.smoke_kinds),
                     hotpath_args=tuple(shlex.split(ns.hotpath_args)), log_dir=log_dir)

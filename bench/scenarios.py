@@ -57,10 +57,15 @@ class Settings:
     # S4: give the hotpath node a core of its own (the issue's "on one core"): the node
     # on the last CPU, the simulator, Redis, the probes and this runner on the others.
     s4_pin: bool = False
+    # S4, with s4_pin: also move every other task of the machine that may leave the node's
+    # CPU off it for the run (kernel threads bound to a CPU cannot move), as a shielded
+    # CPU set would; their affinity is restored afterwards.
+    s4_isolate: bool = False
     # S4: the simulator's frames carry the millisecond of their write ("write", as an
     # exchange stamping what it sends at once) or of their slice's start ("build": the
     # simulator's own build time of up to ~32 frames is then in every lag downstream).
     s4_stamp: str = "write"
+    s4_sim: tuple[str, ...] = ()  # S4: extra simulator flags, e.g. ("--ticker-spread",)
     s5_duration: float = 15.0
     smoke_clients: int = 500
     smoke_kinds: tuple[str, ...] = ("ticker", "trade", "orderbook:50", "kline:1m")
@@ -121,7 +126,8 @@ def build(key: str, s: Settings) -> Scenario:
     if key == "S4":
         stamp = ["--stamp-at-write"] if s.s4_stamp == "write" else []
         sc = Scenario("S4", f"full-universe ingest: {s.s4_symbols} USDT perpetuals at Bybit's "
-                            "push rates", ["--symbols", str(s.s4_symbols), *stamp], Mix("none"),
+                            "push rates", ["--symbols", str(s.s4_symbols), *stamp, *s.s4_sim],
+                      Mix("none"),
                       0, s.duration, ("hotpath",), lagprobe=True, eager=_eager(s.s4_eager))
         sc.notes.append("frames' ts: the millisecond the simulator writes them" if stamp else
                         "frames' ts: the millisecond the simulator began building their slice")
@@ -159,9 +165,16 @@ def run_scenario(sc: Scenario, s: Settings, say: Callable[[str], None]) -> dict[
         sc.notes.append(f"pinned: the hotpath node on CPUs {sorted(node_cpus or ())}, "
                         f"everything else on {sorted(others)}")
         say(sc.notes[-1])
+    moved: list[tuple[int, set[int]]] = []
+    if node_cpus and s.s4_isolate:
+        moved, names = isolate(node_cpus)
+        sc.notes.append(f"isolated: {len(moved)} other tasks moved off CPUs {sorted(node_cpus)} "
+                        f"for the run ({', '.join(names)})")
+        say(sc.notes[-1])
     try:
         return _run_phases(sc, s, say, log_dir, started, node_cpus)
     finally:
+        restore(moved)
         os.sched_setaffinity(0, affinity)
 
 
@@ -171,6 +184,43 @@ def _cpu_split() -> tuple[set[int], set[int]]:
     if len(cpus) < 2:
         raise StackError("pinning needs at least two CPUs")
     return {cpus[-1]}, set(cpus[:-1])
+
+
+def isolate(cpus: set[int], proc: Path = Path("/proc")) -> tuple[list[tuple[int, set[int]]],
+                                                                  list[str]]:
+    """Move every task (thread) that may run on ``cpus`` and elsewhere off ``cpus``.
+
+    Returns the tasks moved with their former CPUs, for :func:`restore`, and their
+    distinct names. Tasks bound to ``cpus`` alone (a CPU's own kernel threads), tasks
+    that refuse (kernel threads marked so, or not ours without root) and tasks that end
+    meanwhile are left alone.
+    """
+    moved: list[tuple[int, set[int]]] = []
+    names: set[str] = set()
+    for task in proc.glob("[0-9]*/task/[0-9]*"):
+        tid = int(task.name)
+        try:
+            before = os.sched_getaffinity(tid)
+            if not before & cpus or not before - cpus:
+                continue
+            os.sched_setaffinity(tid, before - cpus)
+        except OSError:
+            continue
+        moved.append((tid, before))
+        try:
+            names.add((task / "comm").read_text().strip())
+        except OSError:
+            pass
+    return moved, sorted(names)
+
+
+def restore(moved: list[tuple[int, set[int]]]) -> None:
+    """Give tasks moved by :func:`isolate` their CPUs back (those still running)."""
+    for tid, cpus in moved:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass
 
 
 def _run_phases(sc: Scenario, s: Settings, say: Callable[[str], None], log_dir: Path,

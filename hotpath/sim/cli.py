@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--ticker-interval-ms", type=int, default=100, help="tickers push interval (Bybit: 100)")
     a("--ticker-spread", action="store_true",
       help="spread symbols' ticker pushes evenly over the interval instead of one clock")
+    a("--book-spread", action="store_true",
+      help="spread symbols' order book pushes evenly over each depth's interval, in steps of "
+           "--step-ms, instead of one clock")
     a("--orderbook-intervals", type=_depth_intervals, default=dict(ORDERBOOK_INTERVALS_MS),
       metavar="DEPTH=MS,...", help="orderbook push interval per depth (Bybit: 1=10,50=20,"
                                    "200=100,1000=200)")
@@ -87,7 +90,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
     return SimConfig(
         host=ns.host, port=ns.port, symbols=ns.symbols, symbol_list=symbol_list, seed=ns.seed,
         step_ms=ns.step_ms, clock_speed=ns.clock_speed, ticker_interval_ms=ns.ticker_interval_ms,
-        ticker_spread=ns.ticker_spread, orderbook_intervals_ms=ns.orderbook_intervals,
+        ticker_spread=ns.ticker_spread, book_spread=ns.book_spread,
+        orderbook_intervals_ms=ns.orderbook_intervals,
         moves_per_second=ns.moves_per_second, trade_rate=ns.trade_rate, book_churn=ns.book_churn,
         kline_push_ms=ns.kline_push_ms, liquidation_interval_ms=ns.liquidation_interval_ms,
         liquidation_rate=ns.liquidation_rate, idle_timeout=ns.idle_timeout,

@@ -135,8 +135,9 @@ class Hub:
         self._by_symbol.setdefault(topic.symbol, {})[name] = topic
         self._refresh_interest(topic.symbol)
         feed = self._build(topic)
-        if topic.kind == TICKERS and self.config.ticker_spread:
-            feed.bucket = self._index[topic.symbol] % self._periods[TICKERS]
+        if (self.config.ticker_spread and topic.kind == TICKERS
+                or self.config.book_spread and topic.kind == ORDERBOOK):
+            feed.bucket = self._index[topic.symbol] % self._periods[self._clock_name(topic)]
         self.feeds[name] = feed
         self._clocks.setdefault(self._clock_of(feed), {})[name] = feed
         if isinstance(feed, KlineFeed):

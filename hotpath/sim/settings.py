@@ -21,6 +21,7 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     clock_speed: float = 1.0
     ticker_interval_ms: int = 100
     ticker_spread: bool = False
+    book_spread: bool = False
     orderbook_intervals_ms: dict[int, int] = msgspec.field(
         default_factory=lambda: dict(ORDERBOOK_INTERVALS_MS))
     moves_per_second: float = 4.0

@@ -90,6 +90,29 @@ def test_tickers_on_one_clock_or_spread_over_the_interval() -> None:
         assert pushed <= expected_ticks and len(pushed) >= (2 if not spread else 8), pushed
 
 
+def test_books_on_one_clock_or_spread_over_the_interval() -> None:
+    """orderbook.200 every 100 ms is every 10th tick of 10 ms: on one clock, ticks 10 and
+    20 only; spread, each symbol at its own tick of the ten."""
+    symbols = [inst.symbol for inst in default_universe(20)]
+    for spread in (False, True):
+        hub = make_hub(book_spread=spread, moves_per_second=400, book_churn=400)
+        conn = FakeConn()
+        hub.subscribe(conn, [f"orderbook.200.{symbol}" for symbol in symbols])
+        conn.sent.clear()
+        ticks_of: dict[str, set[int]] = {symbol: set() for symbol in symbols}
+        for t in range(1, 21):
+            before = len(conn.sent)
+            tick(hub)
+            for message in conn.sent[before:]:
+                ticks_of[message["topic"].rsplit(".", 1)[1]].add(t)
+        pushed = set().union(*ticks_of.values())
+        if spread:
+            assert len(pushed) >= 8, pushed
+            assert all(len({t % 10 for t in ticks}) <= 1 for ticks in ticks_of.values())
+        else:
+            assert pushed <= {10, 20} and pushed, pushed
+
+
 def test_pause_pushes_pending_changes_then_nothing() -> None:
     hub = make_hub(moves_per_second=200, trade_rate=50)
     conn = FakeConn()
