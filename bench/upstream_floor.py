@@ -3,6 +3,7 @@ but decode each frame's ``ts``.
 
     python -m bench.upstream_floor                 # 550 symbols, 20 s, pinned as --s4-pin
     python -m bench.upstream_floor --seconds 10 --symbols 100
+    python -m bench.upstream_floor --isolate       # as bench/run S4 --s4-pin --s4-isolate
 
 It starts a simulator as S4 does (``--stamp-at-write``) on every CPU but the last, and
 reads every ticker, trade and orderbook.50 topic of it on the last CPU, where S4 runs
@@ -26,7 +27,7 @@ import msgspec
 import picows
 import uvloop
 
-from bench.scenarios import _cpu_split, symbols as universe
+from bench.scenarios import _cpu_split, isolate, restore, symbols as universe
 from bench.stack import Stack
 from hotpath.lag import LagHistogram
 from hotpath.protocol import bybit
@@ -92,22 +93,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--symbols", type=int, default=550)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--isolate", action="store_true",
+                   help="also move every other movable task off the reader's CPU for the run")
     ns = p.parse_args(argv)
     reader_cpus, others = _cpu_split()
     affinity = os.sched_getaffinity(0)
+    moved = isolate(reader_cpus)[0] if ns.isolate else []
+    try:
+        result = _measure(ns, reader_cpus, others, affinity)
+    finally:
+        restore(moved)
+    lag = result["lag_ms"]
+    print(f"{result['frames']:,} frames ({result['per_second']:,}/s) read on CPUs "
+          f"{result['reader_cpus']}{' (isolated)' if ns.isolate else ''}: exchange ts -> "
+          f"receipt p50 {lag['p50']} ms, p99 {lag['p99']} ms, p99.9 {lag['p999']} ms; the "
+          f"reader's CPU {result['us_cpu_per_frame']} us per frame")
+    return 0
+
+
+def _measure(ns: argparse.Namespace, reader_cpus: set[int], others: set[int],
+             affinity: set[int]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hotpath-floor-") as logs:
         if others:  # the simulator inherits this
             os.sched_setaffinity(0, others)
         with Stack(Path(logs)) as stack:
             _, port = stack.sim(["--symbols", str(ns.symbols), "--stamp-at-write"])
             os.sched_setaffinity(0, reader_cpus or affinity)
-            result = uvloop.run(Floor().run(port, ns.symbols, ns.seconds, ns.warmup))
-    lag = result["lag_ms"]
-    print(f"{result['frames']:,} frames ({result['per_second']:,}/s) read on CPUs "
-          f"{result['reader_cpus']}: exchange ts -> receipt p50 {lag['p50']} ms, p99 "
-          f"{lag['p99']} ms, p99.9 {lag['p999']} ms; the reader's CPU "
-          f"{result['us_cpu_per_frame']} us per frame")
-    return 0
+            result: dict[str, Any] = uvloop.run(
+                Floor().run(port, ns.symbols, ns.seconds, ns.warmup))
+    os.sched_setaffinity(0, affinity)
+    return result
 
 
 if __name__ == "__main__":
