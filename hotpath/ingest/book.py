@@ -123,23 +123,21 @@ class _Side:
         self.keys: list[int] = []
         self.prices: list[str] = []  # prices[i] is the held spelling of keys[i]
 
-    def add(self, price: str, key: int) -> None:
-        """Order a new price level (its size is set by the caller). Raises BadLevel when
-        the side holds the same number under another spelling."""
+    def slot(self, price: str, key: int) -> int:
+        """Where ``key`` goes in ``keys``. Raises BadLevel when the side holds ``price``'s
+        number under another spelling (string-keyed sizes cannot represent that, and
+        Bybit does not do it)."""
         keys = self.keys
         at = bisect_left(keys, key)
         if at < len(keys) and keys[at] == key:
             raise BadLevel(f"{price!r} is held as {self.prices[at]!r}")
-        keys.insert(at, key)
-        self.prices.insert(at, price)
+        return at
 
-    def check_absent(self, price: str, key: int) -> None:
-        """Raises BadLevel when the side holds ``price``'s number under another spelling
-        (string-keyed sizes cannot represent that, and Bybit does not do it)."""
-        keys = self.keys
-        at = bisect_left(keys, key)
-        if at < len(keys) and keys[at] == key:
-            raise BadLevel(f"{price!r} is held as {self.prices[at]!r}")
+    def add(self, price: str, key: int) -> None:
+        """Order a new price level (its size is set by the caller)."""
+        at = self.slot(price, key)
+        self.keys.insert(at, key)
+        self.prices.insert(at, price)
 
     def remove(self, price: str, key: int) -> None:
         """Drop a held level; ``key`` is its price's key."""
@@ -288,8 +286,8 @@ class OrderBook:
                 if price in sizes:
                     side.remove(price, self._key(side, price))
                     out.append(level if size == "0" else (price, "0"))
-                else:  # deleting a level we never had: nothing for the client
-                    side.check_absent(price, self._key(side, price))
+                else:  # deleting a level we never had: nothing for the client (but
+                    side.slot(price, self._key(side, price))  # a malformed one is bad)
             elif price in sizes:
                 sizes[price] = size
                 out.append(level)
