@@ -42,6 +42,20 @@ _LAG_PARTS = (
                         "sample of topics (exchange timestamp -> its receive)"),
 )
 
+def _merged_pushes(pushes: dict[str, int] | None) -> list[str]:
+    """A line on the simulator's cadence: when it runs behind, a topic due twice in the
+    steps it catches up on pushes once, and the upstream rate falls below full rate."""
+    if not pushes or not pushes.get("due"):
+        return []
+    merged, due = pushes["merged"], pushes["due"]
+    line = (f"- the simulator's cadence: {merged:,} of {due:,} periodic pushes merged "
+            f"into a later one ({100 * merged / due:.1f}%) because it ran behind")
+    if merged > due // 100:
+        line += ("; **the simulator did not hold Bybit's cadence: the upstream rate was "
+                 "below full rate**")
+    return [line]
+
+
 def _sim_share(row: dict[str, Any]) -> str:
     """The ingest's CPU beside the simulator's, which made the same frames on the same
     cores: a ratio that holds while the machine's speed moves between runs."""
@@ -251,6 +265,7 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                 if part:
                     lines.append(f"- {what}: p50 {_f(part.get('p50'))} ms, p99 "
                                  f"{_f(part.get('p99'))} ms")
+            lines += _merged_pushes(pl.get("sim_pushes"))
         if row.get("ingest_us_per_upstream") is not None:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "

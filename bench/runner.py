@@ -211,6 +211,8 @@ def summary_text(sc: dict[str, Any]) -> str:
             if sim:
                 lines.append(f"            simulator: slice build to its write p50 {report._f(sim.get('p50'))}"
                              f" ms p99 {report._f(sim.get('p99'))}")
+            lines += ["           " + line[1:]
+                      for line in report._merged_pushes(r["publish_lag"].get("sim_pushes"))]
             tap = r["publish_lag"].get("upstream_lag_ms") or {}
             if tap:
                 lines.append(f"            a client that only reads upstream: exchange ts to "

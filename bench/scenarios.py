@@ -299,6 +299,11 @@ class _Context:
             # the simulator's own share: a frame's ts -> its write to the socket
             _, stats = http_json(sim_stats)
             phase.extra["publish_lag"]["sim_send_delay_ms"] = (stats or {}).get("send_delay_ms")
+            # pushes the simulator merged into later ones because it ran behind: while it
+            # does, the upstream rate is below Bybit's cadence
+            if stats and "pushes_due" in stats:
+                phase.extra["publish_lag"]["sim_pushes"] = {"due": stats["pushes_due"],
+                                                            "merged": stats["pushes_merged"]}
         for proc in procs:
             if not proc.alive:
                 phase.problems.append(f"{phase.server}: {proc.name} exited "

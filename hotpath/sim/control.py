@@ -92,8 +92,8 @@ class Control:
             "faults": publisher.faults.active(time.monotonic()), "conns": conns,
         }
         stats.update(publisher.stats())  # type: ignore[attr-defined]
-        if query.get("reset") == "1" and hasattr(publisher, "send_delay"):
-            publisher.send_delay.clear()  # a benchmark's window starts here
+        if query.get("reset") == "1" and hasattr(publisher, "reset_stats"):
+            publisher.reset_stats()  # a benchmark's window starts here
         return 200, encode(stats)
 
     def _pause(self, query: dict[str, str]) -> Answer:

@@ -76,6 +76,11 @@ class Hub:
         self.paused = False
         self.messages_sent = 0
         self.skipped_steps = 0
+        # Pushes due (a topic's clock came round) and those of them merged into a later
+        # push of the same topic because the loop ran several steps at once (it was busy):
+        # while merged ones occur, topics push less often than their interval.
+        self.pushes_due = 0
+        self.pushes_merged = 0
         self._u_rng = random.Random(config.seed ^ 0x5EED)
         self._tick = 0
         self._t0 = 0.0
@@ -234,8 +239,11 @@ class Hub:
         wall_ms = last * self.config.step_ms
         self._slice_started = time.monotonic()
         for (clock, bucket), feeds in list(self._clocks.items()):
-            if not feeds or not _due(first, last, self._periods[clock], bucket):
+            due = _times_due(first, last, self._periods[clock], bucket)
+            if not feeds or not due:
                 continue
+            self.pushes_due += due * len(feeds)
+            self.pushes_merged += (due - 1) * len(feeds)
             for feed in list(feeds.values()):
                 frame = feed.publish(sim_now, wall_ms)
                 if frame is not None:
@@ -317,6 +325,11 @@ class Hub:
         self.messages_sent += sent
         return sent
 
+    def reset_stats(self) -> None:
+        """Start the send delay and the push counts afresh (a benchmark's window)."""
+        self.send_delay.clear()
+        self.pushes_due = self.pushes_merged = 0
+
     def stats(self) -> dict[str, Any]:
         per_kind: Counter[str] = Counter()
         subs: Counter[str] = Counter()
@@ -327,6 +340,7 @@ class Hub:
         return {"mode": "synthetic", "topics": dict(per_kind), "subscriptions": dict(subs),
                 "paused": self.paused, "market_step": self.market.step_no,
                 "active_symbols": len(self.market.active), "skipped_steps": self.skipped_steps,
+                "pushes_due": self.pushes_due, "pushes_merged": self.pushes_merged,
                 "send_delay_ms": {"p50": p50, "p99": p99, "frames": self.send_delay.total}}
 
 
@@ -339,6 +353,9 @@ def _ts_offset(frame: bytes, payload: bytes) -> int:
 
 def _due(first: int, last: int, period: int, bucket: int) -> bool:
     """Whether some tick in [first, last] is ``bucket`` modulo ``period``."""
-    if last - first + 1 >= period:
-        return True
-    return (last - bucket) // period != (first - 1 - bucket) // period
+    return _times_due(first, last, period, bucket) > 0
+
+
+def _times_due(first: int, last: int, period: int, bucket: int) -> int:
+    """How many ticks in [first, last] are ``bucket`` modulo ``period``."""
+    return (last - bucket) // period - (first - 1 - bucket) // period

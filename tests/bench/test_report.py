@@ -102,3 +102,15 @@ def test_s4_sets_the_ingest_beside_the_simulator() -> None:
     assert report._sim_share(row).endswith("(ingest / simulator CPU 0.62)")
     assert "ingest / simulator CPU 0.62" in report.scenario_markdown(
         {**scenario("S4"), "phases": [s4]}, None)
+
+
+def test_s4_says_when_the_simulator_fell_behind_its_cadence() -> None:
+    s4 = phase("hotpath", 0.0, 1.0)
+    s4["extra"]["publish_lag"] = {"lag_ms": {"p50": 2.0, "p99": 7.0},
+                                  "sim_pushes": {"due": 60000, "merged": 0}}
+    on_time = report.scenario_markdown({**scenario("S4"), "phases": [s4]}, None)
+    assert "0 of 60,000 periodic pushes merged" in on_time and "did not hold" not in on_time
+    s4["extra"]["publish_lag"]["sim_pushes"] = {"due": 60000, "merged": 9000}
+    behind = report.scenario_markdown({**scenario("S4"), "phases": [s4]}, None)
+    assert "9,000 of 60,000 periodic pushes merged into a later one (15.0%)" in behind
+    assert "did not hold" in behind

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hotpath.sim.hub import Hub, _due, ws_frame
+from hotpath.sim.hub import Hub, _due, _times_due, ws_frame
 from hotpath.sim.instruments import default_universe
 from hotpath.sim.server import ClientListener
 from hotpath.sim.session import LINEAR
@@ -55,6 +55,11 @@ def test_ws_frame_lengths() -> None:
     assert ws_frame(b"x" * 5)[:2] == b"\x81\x05"
     assert ws_frame(b"x" * 300)[:4] == b"\x81\x7e\x01\x2c"
     assert ws_frame(b"x" * 70_000)[:2] == b"\x81\x7f" and len(ws_frame(b"x" * 70_000)) == 70_010
+
+
+def test_times_due_counts_the_ticks_of_a_bucket() -> None:
+    assert [_times_due(1, last, 10, 0) for last in (9, 10, 19, 20, 30)] == [0, 1, 1, 2, 3]
+    assert _times_due(4, 6, 2, 0) == 2 and _times_due(3, 3, 2, 1) == 1
 
 
 def test_due_covers_every_tick_of_a_period() -> None:
@@ -111,6 +116,37 @@ def test_books_on_one_clock_or_spread_over_the_interval() -> None:
             assert all(len({t % 10 for t in ticks}) <= 1 for ticks in ticks_of.values())
         else:
             assert pushed <= {10, 20} and pushed, pushed
+
+
+class _Loop:
+    """A loop whose clock the test sets; the hub only reads it and schedules its timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        return None
+
+
+def test_a_late_timer_merges_pushes_and_counts_them_until_reset() -> None:
+    hub = make_hub(moves_per_second=400, book_churn=400)  # 10 ms steps: books every 2nd
+    loop = _Loop()
+    hub.start(loop)  # type: ignore[arg-type]
+    conn = FakeConn()
+    hub.subscribe(conn, ["orderbook.50.BTCUSDT", "orderbook.50.ETHUSDT"])
+    loop.now = 0.0201
+    hub._on_timer()  # steps 1 and 2: the books are due once (step 2)
+    assert (hub.stats()["pushes_due"], hub.stats()["pushes_merged"]) == (2, 0)
+    loop.now = 0.0601
+    hub._on_timer()  # steps 3 to 6: due at 4 and 6, pushed once
+    assert (hub.stats()["pushes_due"], hub.stats()["pushes_merged"]) == (6, 2)
+    hub.reset_stats()
+    loop.now = 0.0801
+    hub._on_timer()
+    assert (hub.stats()["pushes_due"], hub.stats()["pushes_merged"]) == (2, 0)
 
 
 def test_pause_pushes_pending_changes_then_nothing() -> None:
