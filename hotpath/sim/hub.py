@@ -351,11 +351,6 @@ def _ts_offset(frame: bytes, payload: bytes) -> int:
     return -1 if at < 0 else len(frame) - len(payload) + at + 5
 
 
-def _due(first: int, last: int, period: int, bucket: int) -> bool:
-    """Whether some tick in [first, last] is ``bucket`` modulo ``period``."""
-    return _times_due(first, last, period, bucket) > 0
-
-
 def _times_due(first: int, last: int, period: int, bucket: int) -> int:
     """How many ticks in [first, last] are ``bucket`` modulo ``period``."""
     return (last - bucket) // period - (first - 1 - bucket) // period

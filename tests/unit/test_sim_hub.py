@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hotpath.sim.hub import Hub, _due, _times_due, ws_frame
+from hotpath.sim.hub import Hub, _times_due, ws_frame
 from hotpath.sim.instruments import default_universe
 from hotpath.sim.server import ClientListener
 from hotpath.sim.session import LINEAR
@@ -63,9 +63,10 @@ def test_times_due_counts_the_ticks_of_a_bucket() -> None:
 
 
 def test_due_covers_every_tick_of_a_period() -> None:
-    assert [t for t in range(1, 31) if _due(t, t, 10, 0)] == [10, 20, 30]
-    assert [t for t in range(1, 31) if _due(t, t, 10, 3)] == [3, 13, 23]
-    assert _due(11, 25, 10, 0) and not _due(11, 12, 10, 5) and _due(1, 40, 10, 7)
+    assert [t for t in range(1, 31) if _times_due(t, t, 10, 0)] == [10, 20, 30]
+    assert [t for t in range(1, 31) if _times_due(t, t, 10, 3)] == [3, 13, 23]
+    assert _times_due(11, 25, 10, 0) and not _times_due(11, 12, 10, 5)
+    assert _times_due(1, 40, 10, 7)
 
 
 def test_one_encoding_reaches_every_subscriber_in_one_flush() -> None:
