@@ -31,14 +31,13 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from bench.scenarios import symbols as universe
+from bench.scenarios import S4_TOPICS_PER_CONNECTION, s4_topics
 from bench.stack import Stack
 from hotpath.config import load
 from hotpath.ingest.conn import BybitConnection, ConnectLimiter
 from hotpath.ingest.service import Ingest, Route
 from hotpath.protocol import bybit, streams
 
-_TOPICS_PER_CONNECTION = 200
 
 
 class _Topic(msgspec.Struct):
@@ -49,14 +48,13 @@ class _Topic(msgspec.Struct):
 
 async def _record(port: int, symbols: int, seconds: float) -> list[str]:
     base = f"127.0.0.1:{port}"
-    topics = [f"{kind}.{s}" for s in universe(symbols)
-              for kind in ("tickers", "publicTrade", "orderbook.50")]
+    topics = s4_topics(symbols)
     async with aiohttp.ClientSession() as session:
         frames: list[str] = []
         sockets = []
-        for first in range(0, len(topics), _TOPICS_PER_CONNECTION):
+        for first in range(0, len(topics), S4_TOPICS_PER_CONNECTION):
             ws = await session.ws_connect(f"ws://{base}/v5/public/linear", max_msg_size=0)
-            chunk = topics[first:first + _TOPICS_PER_CONNECTION]
+            chunk = topics[first:first + S4_TOPICS_PER_CONNECTION]
             for i in range(0, len(chunk), 10):
                 await ws.send_str(bybit.op_request("subscribe", chunk[i:i + 10]).decode())
             sockets.append(ws)

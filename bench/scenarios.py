@@ -105,6 +105,18 @@ def symbols(n: int) -> list[str]:
     return [inst.symbol for inst in default_universe(n)]
 
 
+# S4's upstream, topic by topic, for the tools that read it without the ingest
+# (bench.ingest_replay, bench.upstream_floor), in connections as many topics as the
+# ingest's default --upstream-topics-per-connection.
+S4_TOPICS_PER_CONNECTION = 200
+
+
+def s4_topics(n: int) -> list[str]:
+    """Bybit topics of S4 for ``n`` symbols: every ticker, trade and orderbook.50."""
+    kinds = ("tickers", "publicTrade", "orderbook.50")
+    return [f"{kind}.{symbol}" for symbol in symbols(n) for kind in kinds]
+
+
 def build(key: str, s: Settings) -> Scenario:
     if key == "S1":
         return Scenario("S1", "broadcast: every client on ticker:BTCUSDT",

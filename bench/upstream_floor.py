@@ -27,13 +27,11 @@ import msgspec
 import picows
 import uvloop
 
-from bench.scenarios import _cpu_split, isolate, restore, symbols as universe
+from bench.scenarios import (S4_TOPICS_PER_CONNECTION, _cpu_split, isolate, restore,
+                             s4_topics)
 from bench.stack import Stack
 from hotpath.lag import LagHistogram
 from hotpath.protocol import bybit
-
-TOPICS_PER_CONNECTION = 200  # the ingest's default
-
 
 class _Stamp(msgspec.Struct):
     topic: str = ""
@@ -61,13 +59,12 @@ class Floor:
             self.lag.add(time.time() * 1000.0 - stamp.ts)
 
     async def run(self, port: int, symbols: int, seconds: float, warmup: float) -> dict[str, Any]:
-        topics = [f"{kind}.{s}" for s in universe(symbols)
-                  for kind in ("tickers", "publicTrade", "orderbook.50")]
+        topics = s4_topics(symbols)
         transports = []
-        for first in range(0, len(topics), TOPICS_PER_CONNECTION):
+        for first in range(0, len(topics), S4_TOPICS_PER_CONNECTION):
             transport, _ = await picows.ws_connect(lambda: _Reader(self),
                                                    f"ws://127.0.0.1:{port}/v5/public/linear")
-            chunk = topics[first:first + TOPICS_PER_CONNECTION]
+            chunk = topics[first:first + S4_TOPICS_PER_CONNECTION]
             for i in range(0, len(chunk), 10):
                 transport.send(picows.WSMsgType.TEXT, bybit.op_request("subscribe", chunk[i:i + 10]))
             transports.append(transport)

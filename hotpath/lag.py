@@ -28,10 +28,7 @@ class LagHistogram:
         self.since_start: dict[int, int] | None = {} if keep_all else None
 
     def add(self, ms: float, count: int = 1) -> None:
-        if ms < 100.0:
-            index = int(ms * 10.0) if ms > 0 else 0
-        else:
-            index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
+        index = _bucket(ms)
         self.counts[index] += count
         self.total += count
         kept = self.since_start
@@ -47,13 +44,7 @@ class LagHistogram:
         counts = self.counts
         kept = self.since_start
         for end, start in zip(later, earlier):
-            ms = end - start
-            if 0.0 < ms < 100.0:
-                index = int(ms * 10.0)
-            elif ms <= 0.0:
-                index = 0
-            else:
-                index = min(_FINE + int(ms - 100.0), _FINE + _COARSE)
+            index = _bucket(end - start)
             counts[index] += 1
             if kept is not None:
                 kept[index] = kept.get(index, 0) + 1
@@ -69,15 +60,11 @@ class LagHistogram:
         for index, count in enumerate(self.counts):
             seen += count
             while w < len(wanted) and seen >= wanted[w][0] / 100.0 * self.total:
-                out[wanted[w][1]] = self._upper(index)
+                out[wanted[w][1]] = _upper(index)
                 w += 1
             if w == len(wanted):
                 break
         return tuple(out)
-
-    @staticmethod
-    def _upper(index: int) -> float:
-        return _upper(index)
 
     def clear(self) -> None:
         """Start a new period (``since_start`` goes on)."""
@@ -85,7 +72,15 @@ class LagHistogram:
         self.total = 0
 
 
+def _bucket(ms: float) -> int:
+    """The bucket of a lag: negative ones count as 0, beyond 10.1 s as the overflow."""
+    if ms < 100.0:
+        return int(ms * 10.0) if ms > 0 else 0
+    return min(_FINE + int(ms - 100.0), _FINE + _COARSE)
+
+
 def _upper(index: int) -> float:
+    """The upper bound (ms) of a bucket."""
     if index < _FINE:
         return round((index + 1) / 10.0, 1)
     return float(100 + index - _FINE + 1)
