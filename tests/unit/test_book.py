@@ -295,6 +295,26 @@ def test_malformed_prices_are_bad_levels(price):
         Resync(BAD_LEVEL, 1, 0)
 
 
+# 20 digits: beyond the 64-bit keys a side keeps its order in
+HUGE = "99999999999999999999"
+
+
+def test_a_price_whose_key_does_not_fit_is_a_bad_level():
+    book = _book([("1.5", "1")], [("1.7", "1")])
+    assert book.apply("delta", BookData("BTCUSDT", [], [(HUGE, "1")], 2)) == \
+        Resync(BAD_LEVEL, 2, 0)
+    assert OrderBook("X", 5).apply("snapshot", BookData("X", [("1", "1")], [(HUGE, "1")], 1)) \
+        == Resync(BAD_LEVEL, 1, 0)
+
+
+def test_more_decimals_that_push_held_keys_out_of_range_are_a_bad_level():
+    book = _book([("1", "1")], [("99999999999", "1")])
+    assert book.apply("delta", BookData("BTCUSDT", [("1.000000001", "1")], [], 2)) == \
+        Resync(BAD_LEVEL, 2, 0)
+    assert book.apply("snapshot", BookData("BTCUSDT", [("1", "2")], [("2", "1")], 3)).snapshot
+    assert book.levels("bids") == [("1", "2")]
+
+
 @pytest.mark.parametrize("bids", [[("1.5", "1"), ("1.50", "2")], [("1.5", "1"), ("1.50", "0")]])
 def test_snapshot_naming_one_price_two_ways_is_a_bad_level(bids):
     book = OrderBook("BTCUSDT", 50)

@@ -170,7 +170,7 @@ class Client:
 
 def check_invariants(book):
     for side in (book.bids, book.asks):
-        assert side.keys == sorted(set(side.keys))
+        assert list(side.keys) == sorted(set(side.keys))
         assert len(side.prices) == len(side.keys) == len(side.sizes)
         assert set(side.prices) == set(side.sizes)
         assert all(book._key(side, price) == key for key, price in zip(side.keys, side.prices))
