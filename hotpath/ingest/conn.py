@@ -57,7 +57,7 @@ class ConnectLimiter:
 class Owner(Protocol):
     """What a connection reports to the ingest."""
 
-    def on_frame(self, frame: bybit.Frame, payload: memoryview) -> None: ...
+    def on_frame(self, frame: bybit.Frame | bybit.BookFrame, payload: memoryview) -> None: ...
 
     def on_subscribed(self, topic: str) -> None: ...
 
@@ -149,7 +149,7 @@ class BybitConnection:
             return
         if frame.topic:
             self.owner.on_frame(frame, payload)
-        elif frame.op in ("subscribe", "unsubscribe"):
+        elif isinstance(frame, bybit.Frame) and frame.op in ("subscribe", "unsubscribe"):
             future = self._acks.pop(frame.req_id, None)
             if future is not None and not future.done():
                 future.set_result(frame)

@@ -196,7 +196,7 @@ class Ingest:
 
     # -- upstream events: the hot path ----------------------------------------------------
 
-    def on_frame(self, frame: bybit.Frame, payload: memoryview) -> None:
+    def on_frame(self, frame: bybit.Frame | bybit.BookFrame, payload: memoryview) -> None:
         route = self.routes.get(frame.topic)
         if route is None:
             self._bad("unknown-topic", f"{frame.topic}: {bytes(payload[:200])!r}")

@@ -20,6 +20,7 @@ from hotpath.ingest.book import OrderBook, Resync
 from hotpath.ingest.events import KlineSeries, LiquidationTape, TradeTape
 from hotpath.ingest.ticker import BadTicker, TickerBook
 from hotpath.protocol import bybit, bybit_topics
+from hotpath.protocol.bybit_topics import BookData
 from hotpath.protocol.streams import Stream
 
 Publish = list[tuple[bool, Any]]
@@ -34,7 +35,9 @@ class TopicState:
         self.fresh = True  # the next message published must be a snapshot
         self.missed = 0  # upstream data known to be lost (e.g. kline closes never seen)
 
-    def apply(self, frame_type: str, data: msgspec.Raw) -> Outcome:
+    def apply(self, frame_type: str, data: Any) -> Outcome:
+        """``data``: the frame's ``data`` as Raw, or the BookData of a book frame that
+        bybit.parse_frame decoded in one pass."""
         raise NotImplementedError
 
     def snapshot(self) -> Any | None:
@@ -52,7 +55,7 @@ class TickerState(TopicState):
         super().__init__(stream)
         self.book = TickerBook()
 
-    def apply(self, frame_type: str, data: msgspec.Raw) -> Outcome:
+    def apply(self, frame_type: str, data: Any) -> Outcome:
         try:
             changed = self.book.apply(frame_type, bybit.ticker_decoder.decode(data))
         except BadTicker:
@@ -75,8 +78,9 @@ class BookState(TopicState):
         super().__init__(stream)
         self.book = OrderBook(stream.symbol, int(stream.param))
 
-    def apply(self, frame_type: str, data: msgspec.Raw) -> Outcome:
-        change = self.book.apply(frame_type, bybit_topics.book_decoder.decode(data))
+    def apply(self, frame_type: str, data: Any) -> Outcome:
+        book = data if isinstance(data, BookData) else bybit_topics.book_decoder.decode(data)
+        change = self.book.apply(frame_type, book)
         if change is None or isinstance(change, Resync):
             return change
         self.fresh = False
@@ -96,7 +100,7 @@ class _TapeState(TopicState):
     tape: TradeTape | LiquidationTape
     decoder: msgspec.json.Decoder[Any]
 
-    def apply(self, frame_type: str, data: msgspec.Raw) -> Outcome:
+    def apply(self, frame_type: str, data: Any) -> Outcome:
         events = self.tape.apply(self.decoder.decode(data))
         if events is None:
             return None
@@ -134,7 +138,7 @@ class KlineState(TopicState):
         super().__init__(stream)
         self.series = KlineSeries(stream.symbol, stream.param)
 
-    def apply(self, frame_type: str, data: msgspec.Raw) -> Outcome:
+    def apply(self, frame_type: str, data: Any) -> Outcome:
         result = self.series.apply(bybit_topics.klines_decoder.decode(data))
         if result is None:
             return None

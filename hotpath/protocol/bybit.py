@@ -1,7 +1,9 @@
 """Bybit V5 public messages as msgspec Structs. Pure; no I/O.
 
 One envelope decoder reads every frame; ``data`` stays Raw until the topic says
-what it is, and is then decoded once by the decoder of that topic kind.
+what it is, and is then decoded once by the decoder of that topic kind. Orderbook
+pushes, three frames in four of the whole linear feed, are the exception: see
+``parse_frame``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+from hotpath.protocol.bybit_topics import BookData
 
 
 class Frame(msgspec.Struct):
@@ -82,9 +86,35 @@ tickers_decoder = msgspec.json.Decoder(TickersResponse)
 _encoder = msgspec.json.Encoder()
 
 
-def parse_frame(raw: bytes | memoryview | str) -> Frame | None:
-    """Decode the envelope of one Bybit frame; None when it is not a JSON object we know."""
+class BookFrame(msgspec.Struct):
+    """An orderbook push decoded in one pass, ``data`` included (see parse_frame)."""
+
+    topic: str
+    type: str
+    ts: int
+    data: BookData
+
+
+_book_frame_decoder = msgspec.json.Decoder(BookFrame)
+_O = ord("o")
+
+
+def parse_frame(raw: bytes | memoryview | str) -> Frame | BookFrame | None:
+    """Decode one Bybit frame; None when it is not a JSON object we know.
+
+    A frame that starts the way Bybit writes orderbook pushes, ``{"topic":"o``, is
+    decoded as a BookFrame first, in one pass: the envelope decoder would skip over its
+    ``data`` and the book decoder read it again (0.3 to 0.4 us more per frame, on the
+    S4 replay). Anything else, and a book frame that does not decode as a BookFrame
+    (other key order, a malformed level), is a Frame with ``data`` left Raw, decoded
+    (and rejected) by its topic's decoder as before.
+    """
     try:
+        if len(raw) > 10 and raw[10] == _O:
+            try:
+                return _book_frame_decoder.decode(raw)
+            except msgspec.MsgspecError:
+                pass
         return frame_decoder.decode(raw)
     except msgspec.MsgspecError:
         return None

@@ -1,7 +1,8 @@
 """The ``data`` of Bybit V5 public topics other than tickers, as msgspec Structs. Pure.
 
 ``bybit.Frame`` keeps ``data`` as Raw; the ingest picks the decoder of the topic's kind
-(``DECODERS[stream.kind]``) and decodes it once. Prices and sizes stay the exchange's
+(``DECODERS[stream.kind]``) and decodes it once. A book frame as Bybit writes it is
+decoded in one pass instead (``bybit.BookFrame``). Prices and sizes stay the exchange's
 decimal strings. Unknown fields are ignored (msgspec's default), so fields Bybit adds
 or sends only for some categories (trades: ``RPI``; options: ``mP``, ``iP``, ``mIv``,
 ``iv``) decode without being declared. The envelope's ``cts`` (matching-engine time)
