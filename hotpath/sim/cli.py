@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvloop
 
-from hotpath import logs
+from hotpath import compiled, logs
 from hotpath.sim.hub import Hub
 from hotpath.sim.instruments import Instrument, default_universe, universe_from_names
 from hotpath.sim.replay import ReplayFile, ReplayHub
@@ -121,8 +121,9 @@ async def serve(config: SimConfig) -> None:
     if config.ready_file:
         Path(config.ready_file).write_text(f"{port}\n")
     mode = f"replay of {config.replay}" if config.replay else f"{len(universe)} symbols, seed {config.seed}"
-    log.info("Bybit V5 simulator listening on ws://%s:%d/v5/public/linear (%s)",
-             config.host, port, mode)
+    log.info("Bybit V5 simulator listening on ws://%s:%d/v5/public/linear (%s); per-step "
+             "code %s", config.host, port, mode,
+             compiled.summary(compiled.status(compiled.SIM_MODULES)))
     print(f"SIM_READY port={port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

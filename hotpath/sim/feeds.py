@@ -74,7 +74,8 @@ class TickerFeed(Feed):
             self.sent_ts, self.sent_cs = now_ms, self.state.seq
         return encode(TickerFrame(self.topic.name, "snapshot", self.sent, self.sent_cs, now_ms))
 
-    resend = snapshot
+    def resend(self, now_ms: int) -> bytes:
+        return self.snapshot(now_ms)
 
     def publish(self, now_ms: int, wall_ms: int = 0) -> bytes | None:
         raw = ticker_raw(self.state, self.market.now_ms)
@@ -145,7 +146,8 @@ class BookFeed(Feed):
             self.started = True
         return self._snapshot_frame(now_ms)
 
-    resend = snapshot
+    def resend(self, now_ms: int) -> bytes:
+        return self.snapshot(now_ms)
 
     def publish(self, now_ms: int, wall_ms: int = 0) -> bytes | None:
         watch = self.watch
@@ -230,7 +232,8 @@ class KlineFeed(Feed):
     def snapshot(self, now_ms: int) -> bytes:
         return self._item_frame(self.candle, False, now_ms)
 
-    resend = snapshot
+    def resend(self, now_ms: int) -> bytes:
+        return self.snapshot(now_ms)
 
     def close_due(self, sim_ms: int) -> list[bytes]:
         """Confirm every candle that ended before ``sim_ms``; each exactly once."""

@@ -1,11 +1,12 @@
-"""The mypyc build (HOTPATH_COMPILE=1) behaves like the plain one: the state tests and
-the ingest's integration tests pass against it, and the whole stack runs on it.
+"""The mypyc build (HOTPATH_COMPILE=1) behaves like the plain one: the state and
+simulator tests and the ingest's integration tests pass against it, and the whole stack
+runs on it.
 
 The build is a copy of this checkout compiled in place (bench.stack.build_compiled);
 every check runs in a child process started from that copy, with ``-P`` so that this
 checkout's interpreted sources cannot shadow the compiled modules. The integration
 tests' helpers start hotpath from the tree they import it from (tests/helpers.py,
-HOME), so their nodes run the compiled modules too.
+HOME), so their nodes and simulators run the compiled modules too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ pytestmark = pytest.mark.integration
 
 STATE_TESTS = ["tests/unit/test_book.py", "tests/unit/test_book_properties.py",
                "tests/unit/test_ticker.py", "tests/unit/test_events.py",
-               "tests/unit/test_ingest_state.py", "tests/unit/test_bus.py"]
+               "tests/unit/test_ingest_state.py", "tests/unit/test_bus.py",
+               "tests/unit/test_sim_book.py", "tests/unit/test_sim_hub.py",
+               "tests/unit/test_sim_market.py", "tests/unit/test_sim_protocol.py"]
 # Everything that drives the compiled frame handling and Redis publisher (the gateway
 # publishes its demand through the same Publisher) over real sockets, faults included.
 INTEGRATION_TESTS = ["tests/integration/test_ingest_streams.py",
@@ -60,9 +63,10 @@ def _pytest(home: Path, tests: list[str], timeout: float, *options: str) -> int:
     return int(summary.split(" passed")[0].split()[-1])
 
 
-def _status(home: Path) -> dict[str, str]:
-    """hotpath.compiled.status() as a process started from ``home`` sees it."""
-    code = "import json; from hotpath import compiled; print(json.dumps(compiled.status()))"
+def _status(home: Path, modules: tuple[str, ...] = compiled.MODULES) -> dict[str, str]:
+    """hotpath.compiled.status(modules) as a process started from ``home`` sees it."""
+    code = ("import json; from hotpath import compiled; "
+            f"print(json.dumps(compiled.status({modules!r})))")
     result = _run(home, ["-c", code], 60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return]
@@ -70,8 +74,11 @@ def _status(home: Path) -> dict[str, str]:
 
 def test_every_listed_module_is_compiled(home: Path) -> None:
     assert _status(home) == {name: "compiled" for name in compiled.MODULES}
+    assert _status(home, compiled.SIM_MODULES) == {
+        name: "compiled" for name in compiled.SIM_MODULES}
     # and this process, started from the checkout, runs the same modules interpreted
     assert set(compiled.status().values()) == {"interpreted"}
+    assert set(compiled.status(compiled.SIM_MODULES).values()) == {"interpreted"}
 
 
 def test_the_state_tests_pass_against_the_compiled_modules(home: Path) -> None:
