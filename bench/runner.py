@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="run hotpath with the ingest's per-message code compiled by mypyc "
            "(HOTPATH_COMPILE=1), built from this checkout into the log directory first "
            "(needs mypy and a C compiler)")
+    a("--compiled-sim", action="store_true",
+      help="run the simulator from that compiled build too (hotpath/compiled.py, "
+           "SIM_MODULES): it then keeps Bybit's cadence for S4's universe in more of a slow "
+           "machine's hours; without --compiled, hotpath itself still runs interpreted")
     a("--out", default=str(BENCH / "results"), help="results directory (default bench/results)")
     a("--logs", default="", help="keep process logs here (default: a temporary directory)")
     return p
@@ -134,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if any("floor" in sc.servers for sc in scenarios):
             s = replace(s, floor_binary=compile_floor(log_dir))
-        if ns.compiled:
+        if ns.compiled or ns.compiled_sim:
             say("compiling hotpath's per-message code with mypyc")
-            s = replace(s, hotpath_home=build_compiled(log_dir))
+            home = build_compiled(log_dir)
+            s = replace(s, hotpath_home=home if ns.compiled else None,
+                        sim_home=home if ns.compiled_sim else None)
     except StackError as exc:
         print(f"bench/run: {exc}", file=sys.stderr)
         return 1

@@ -72,6 +72,7 @@ class Settings:
     hotpath_args: tuple[str, ...] = ()
     floor_binary: Path | None = None
     hotpath_home: Path | None = None  # run hotpath from this tree (bench/run --compiled)
+    sim_home: Path | None = None  # run the simulator from this tree (--compiled-sim)
     log_dir: Path = Path("/tmp")
 
 
@@ -177,6 +178,8 @@ def run_scenario(sc: Scenario, s: Settings, say: Callable[[str], None]) -> dict[
         sc.notes.append(f"pinned: the hotpath node on CPUs {sorted(node_cpus or ())}, "
                         f"everything else on {sorted(others)}")
         say(sc.notes[-1])
+    if s.sim_home is not None:
+        sc.notes.append("the simulator's per-step code compiled (--compiled-sim)")
     moved: list[tuple[int, set[int]]] = []
     if node_cpus and s.s4_isolate:
         moved, names = isolate(node_cpus)
@@ -238,7 +241,7 @@ def restore(moved: list[tuple[int, set[int]]]) -> None:
 def _run_phases(sc: Scenario, s: Settings, say: Callable[[str], None], log_dir: Path,
                 started: float, node_cpus: set[int] | None) -> dict[str, Any]:
     phases: list[Phase] = []
-    with Stack(log_dir) as base:
+    with Stack(log_dir, s.sim_home) as base:
         redis_proc, redis_url = base.redis()
         sim_proc, sim_port = base.sim(sc.sim_args)
         ctx = _Context(sc, s, base, redis_proc, redis_url, sim_proc, sim_port, log_dir, say,

@@ -101,13 +101,34 @@ def test_the_smoke_benchmark_runs_on_the_compiled_build(tmp_path: Path) -> None:
     # bench/smoke (simulator -> ingest -> Redis -> gateway -> clients) fails on any
     # seq gap, duplicate, missing snapshot, dropped client or crashed process.
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "smoke"), "--compiled", "--duration", "5",
+        [sys.executable, str(ROOT / "bench" / "smoke"), "--compiled", "--compiled-sim",
+         "--duration", "5",
          "--smoke-clients", "100", "--out", str(tmp_path), "--logs", str(tmp_path / "logs")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "bench: 1 passed, 0 failed" in result.stdout
+    assert "(the simulator's per-step code compiled (--compiled-sim))" in result.stdout
     ingest_log = next((tmp_path / "logs").rglob("hotpath.log")).read_text()
     assert "per-message code compiled" in ingest_log
+
+
+def test_the_simulator_started_from_the_build_runs_its_compiled_code(home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(home)}
+    sim = subprocess.Popen([sys.executable, "-P", "-m", "hotpath", "sim", "--port", "0",
+                            "--symbols", "5", "--log-level", "info"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert sim.stdout is not None
+        lines = []
+        for raw in sim.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+            if "SIM_READY" in lines[-1]:
+                break
+        started = [line for line in lines if "simulator listening" in line]
+        assert started and started[0].endswith("per-step code compiled"), lines
+    finally:
+        sim.terminate()
+        sim.wait(10)
 
 
 def test_a_source_edited_after_the_build_marks_its_module_stale(home: Path) -> None:
