@@ -56,6 +56,21 @@ def _merged_pushes(pushes: dict[str, int] | None) -> list[str]:
     return [line]
 
 
+def _steal(steal: dict[str, Any] | None) -> list[str]:
+    """A line on the hypervisor's steal time per CPU over the run (a VM's vCPU waiting
+    while the host runs something else), the node's CPUs marked."""
+    if not steal or not steal.get("percent"):
+        return []
+    node = {str(c) for c in steal.get("node_cpus", [])}
+    parts = [f"CPU {cpu} {pct:.1f}%" + (" (the node's)" if cpu in node else "")
+             for cpu, pct in sorted(steal["percent"].items(), key=lambda kv: int(kv[0]))]
+    line = "- steal time (the hypervisor running others while a vCPU wanted to): " + \
+        ", ".join(parts)
+    if any(steal["percent"].get(cpu, 0.0) > 1.0 for cpu in node):
+        line += "; **the node's CPU lost over 1% of its time to the host**"
+    return [line]
+
+
 def _sim_share(row: dict[str, Any]) -> str:
     """The ingest's CPU beside the simulator's, which made the same frames on the same
     cores: a ratio that holds while the machine's speed moves between runs."""
@@ -266,6 +281,7 @@ def scenario_markdown(sc: dict[str, Any], png: str | None) -> str:
                     lines.append(f"- {what}: p50 {_f(part.get('p50'))} ms, p99 "
                                  f"{_f(part.get('p99'))} ms")
             lines += _merged_pushes(pl.get("sim_pushes"))
+            lines += _steal(pl.get("steal"))
         if row.get("ingest_us_per_upstream") is not None:
             lines.append(f"- {row['server']}: ingest {_f(row['ingest_us_per_upstream'], 1)} us CPU "
                          f"per upstream message ({_f(row['upstream_per_s'], 0)} upstream "

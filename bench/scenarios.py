@@ -201,6 +201,29 @@ def _cpu_split() -> tuple[set[int], set[int]]:
     return {cpus[-1]}, set(cpus[:-1])
 
 
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
+    """Per CPU, from /proc/stat: (steal, all) clock ticks since boot. Steal is time the
+    hypervisor ran something else while this VM's vCPU wanted to run."""
+    out = {}
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(f) for f in fields[:8]]  # user .. steal; guest time is in user
+            out[int(name[3:])] = (ticks[7] if len(ticks) > 7 else 0, sum(ticks))
+    return out
+
+
+def steal_percent(before: dict[int, tuple[int, int]],
+                  after: dict[int, tuple[int, int]]) -> dict[int, float]:
+    """Each CPU's steal over the span between two :func:`cpu_ticks`, in % of its time."""
+    out = {}
+    for cpu, (steal, total) in after.items():
+        steal0, total0 = before.get(cpu, (steal, total))
+        if total > total0:
+            out[cpu] = round(100 * (steal - steal0) / (total - total0), 2)
+    return out
+
+
 def isolate(cpus: set[int], proc: Path = Path("/proc")) -> tuple[list[tuple[int, set[int]]],
                                                                   list[str]]:
     """Move every task (thread) that may run on ``cpus`` and elsewhere off ``cpus``.
@@ -305,7 +328,9 @@ class _Context:
         sim_stats = f"http://127.0.0.1:{self.sim_port}/sim/stats"
         if lag is not None:
             http_json(sim_stats + "?reset=1")
+        ticks = cpu_ticks()
         result = Swarm(opts, mix or self.sc.mix).run()
+        steal = steal_percent(ticks, cpu_ticks())
         result.pop("workers", None)
         phase.result = result
         phase.problems += [f"{phase.server}: {q}" for q in result["problems"]]
@@ -319,6 +344,11 @@ class _Context:
             if stats and "pushes_due" in stats:
                 phase.extra["publish_lag"]["sim_pushes"] = {"due": stats["pushes_due"],
                                                             "merged": stats["pushes_merged"]}
+            # on a VM, time the host gave to others while a vCPU wanted to run: on the
+            # node's CPU it delays frames without showing in any process's CPU time
+            phase.extra["publish_lag"]["steal"] = {
+                "percent": {str(cpu): pct for cpu, pct in steal.items()},
+                "node_cpus": sorted(self.node_cpus or ())}
         for proc in procs:
             if not proc.alive:
                 phase.problems.append(f"{phase.server}: {proc.name} exited "

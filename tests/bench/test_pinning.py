@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenarios import _cpu_split, isolate, restore
+from bench.scenarios import _cpu_split, cpu_ticks, isolate, restore, steal_percent
 from bench.stack import Proc
 
 # Prints its own CPUs, then those of a child it starts (as hotpath serve starts workers).
@@ -65,3 +65,22 @@ def test_isolate_moves_other_tasks_off_the_node_cpu_and_restore_brings_them_back
     finally:
         free.stop()
         bound.stop()
+
+
+def _stat(path: Path, cpu0: list[int], cpu1: list[int]) -> Path:
+    total = [a + b for a, b in zip(cpu0, cpu1)]
+    path.write_text("".join(f"{name} {' '.join(map(str, t))} 0 0\n" for name, t in
+                            (("cpu", total), ("cpu0", cpu0), ("cpu1", cpu1)))
+                    + "intr 1 2 3\nctxt 99\n")
+    return path
+
+
+def test_steal_is_each_cpus_share_of_its_time_the_host_took(tmp_path: Path) -> None:
+    # user nice system idle iowait irq softirq steal
+    before = cpu_ticks(_stat(tmp_path / "a", [100, 0, 50, 800, 0, 0, 10, 40],
+                             [300, 0, 20, 600, 0, 0, 5, 75]))
+    assert before == {0: (40, 1000), 1: (75, 1000)}
+    after = cpu_ticks(_stat(tmp_path / "b", [150, 0, 60, 960, 0, 0, 10, 20 + 40],
+                            [400, 0, 20, 650, 0, 0, 5, 75]))
+    assert steal_percent(before, after) == {0: 8.33, 1: 0.0}
+    assert steal_percent(after, after) == {}  # no time passed: nothing to say

@@ -114,3 +114,16 @@ def test_s4_says_when_the_simulator_fell_behind_its_cadence() -> None:
     behind = report.scenario_markdown({**scenario("S4"), "phases": [s4]}, None)
     assert "9,000 of 60,000 periodic pushes merged into a later one (15.0%)" in behind
     assert "did not hold" in behind
+
+
+def test_s4_gives_the_steal_time_and_flags_it_on_the_nodes_cpu() -> None:
+    s4 = phase("hotpath", 0.0, 1.0)
+    s4["extra"]["publish_lag"] = {"lag_ms": {"p50": 2.0, "p99": 7.0},
+                                  "steal": {"percent": {"1": 0.4, "0": 3.0}, "node_cpus": [1]}}
+    calm = report.scenario_markdown({**scenario("S4"), "phases": [s4]}, None)
+    assert "steal time (the hypervisor running others while a vCPU wanted to): CPU 0 3.0%, " \
+        "CPU 1 0.4% (the node's)" in calm
+    assert "lost over 1%" not in calm
+    s4["extra"]["publish_lag"]["steal"]["percent"]["1"] = 2.5
+    assert "**the node's CPU lost over 1% of its time to the host**" in \
+        report.scenario_markdown({**scenario("S4"), "phases": [s4]}, None)
