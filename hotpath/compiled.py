@@ -3,9 +3,9 @@ compiled to C with mypyc.
 
 ``HOTPATH_COMPILE=1 pip install .`` (a C compiler needed) builds the modules below as
 extension modules; a plain install runs them as Python. Both behave the same: the tests
-run the state and simulator tests and the ingest's integration tests against both. Compiled, the
-ingest spends about a quarter fewer instructions per upstream message (README.md,
-Benchmarks, S4).
+run the state and simulator tests and the ingest's integration tests against both.
+Compiled, the ingest spends about a quarter fewer instructions per upstream message
+(README.md, Benchmarks, S4).
 
 This file is read by the build (setup.py) before hotpath is installed: standard library
 imports only.

@@ -28,9 +28,9 @@ malformed level) and, index for index, a list of the prices spelled as held. Bot
 parse the price rather than look its key up: with 550 books a delta's book is rarely
 in the CPU cache, and each dict it touches costs cache misses that take longer than
 the parse. For the same reason the keys are not int objects: a bisect over them reads
-a few adjacent cache lines, not one object per probe. One number spelled two ways ("1.5" and "1.50") cannot
-be told apart by string keys; Bybit formats each symbol's prices one way, so meeting
-that is treated as a malformed level.
+a few adjacent cache lines, not one object per probe. One number spelled two ways
+("1.5" and "1.50") cannot be told apart by string keys; Bybit formats each symbol's
+prices one way, so meeting that is treated as a malformed level.
 """
 
 from __future__ import annotations
