@@ -19,6 +19,7 @@ import redis
 from bench.loadgen.mixes import Mix
 from bench.loadgen.swarm import Options, Swarm
 from bench.stack import Proc, Stack, StackError, http_json
+from hotpath.config import UpstreamConfig
 from hotpath.sim.instruments import default_universe
 
 NAMESPACE = "bench"
@@ -109,7 +110,7 @@ def symbols(n: int) -> list[str]:
 # S4's upstream, topic by topic, for the tools that read it without the ingest
 # (bench.ingest_replay, bench.upstream_floor), in connections as many topics as the
 # ingest's default --upstream-topics-per-connection.
-S4_TOPICS_PER_CONNECTION = 200
+S4_TOPICS_PER_CONNECTION = UpstreamConfig().topics_per_connection
 
 
 def s4_topics(n: int) -> list[str]:
